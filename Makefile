@@ -1,0 +1,25 @@
+# The two set-up commands of README: `make demo` and `make test`. Each prepares the machine first.
+.PHONY: demo test check bootstrap bootstrap-dev bench screenshots clean
+
+VENV ?= .venv
+
+demo: bootstrap
+	$(VENV)/bin/kapmonitor --demo
+
+test: bootstrap-dev
+	scripts/check.sh
+
+check:
+	scripts/check.sh
+
+bootstrap:
+	scripts/bootstrap.sh
+
+bootstrap-dev:
+	scripts/bootstrap.sh --dev
+
+bench: bootstrap-dev
+	$(VENV)/bin/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
