@@ -1,0 +1,248 @@
+"""The live Session: takes measurements from drivers, keeps live buffers, watches staleness, records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from kapmonitor.clock import Clock
+from kapmonitor.measurements import (
+    DeviceCounters,
+    DeviceEvent,
+    DeviceInfo,
+    DeviceState,
+    MalformedPacket,
+    Measurement,
+    Numeric,
+    Param,
+    Waveform,
+)
+from kapmonitor.ringbuffer import RingBuffer
+
+log = logging.getLogger(__name__)
+
+#: A trend keeps one point per sample; 1 Hz numerics for 6 hours fit.
+TREND_CAPACITY = 6 * 3600
+#: Live waveform window kept for the sweep display: 16 s at up to 125 Hz.
+WAVE_CAPACITY = 2000
+#: No data from a connected device for this long is a technical condition ("no data for 15 s",
+#: ../shared/reference/alarms.md, KAP defaults).
+STALE_AFTER_S = 15.0
+
+
+class Sink(Protocol):
+    """Where a session's record goes (kapmonitor.storage.Recorder implements it)."""
+
+    def add_numeric(self, n: Numeric) -> None: ...
+    def add_waveform(self, w: Waveform) -> None: ...
+    def add_device_event(self, e: DeviceEvent) -> None: ...
+    def add_malformed(self, m: MalformedPacket) -> None: ...
+    def maybe_flush(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NumericsChanged:
+    """New numeric values arrived (the newest per parameter are in Session.latest)."""
+
+    numerics: tuple[Numeric, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanged:
+    """A device changed state, went stale, or reported something worth showing."""
+
+    event: DeviceEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingProblem:
+    """Writing the record failed (the rows are kept and retried) or recovered (`ok`)."""
+
+    ok: bool
+    detail: str
+
+
+SessionEvent = NumericsChanged | DeviceChanged | RecordingProblem
+Listener = Callable[[SessionEvent], None]
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    """What the session knows about one device."""
+
+    info: DeviceInfo
+    state: DeviceState
+    detail: str
+    counters: DeviceCounters
+    stale: bool = False
+
+
+class Session:
+    """One monitoring session. Call ingest() from device callbacks and tick() a few times a second."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        sink: Sink | None = None,
+        *,
+        stale_after_s: float = STALE_AFTER_S,
+        trend_capacity: int = TREND_CAPACITY,
+    ) -> None:
+        self.clock = clock
+        self._sink = sink
+        self._stale_after = stale_after_s
+        self._trend_capacity = trend_capacity
+        self.started_mono = clock.monotonic()
+        self.started_wall = clock.wall()
+        self.latest: dict[Param, Numeric] = {}
+        self.trends: dict[Param, RingBuffer] = {}
+        self.waves: dict[str, RingBuffer] = {}
+        self.devices: dict[str, DeviceStatus] = {}
+        self._listeners: list[Listener] = []
+        #: Set while the recorder cannot write (shown on screen); None when recording works.
+        self.recording_error: str | None = None
+
+    # -- listeners -------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every SessionEvent; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: SessionEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken view must never stop monitoring
+                log.exception("session listener failed on %r", event)
+
+    # -- devices ---------------------------------------------------------------------------
+    def register_device(self, info: DeviceInfo) -> None:
+        """Make a device known (before it connects), so the status line can show it."""
+        if info.device not in self.devices:
+            self.devices[info.device] = DeviceStatus(
+                info=info, state=DeviceState.SEARCHING, detail="", counters=DeviceCounters()
+            )
+        else:
+            self.devices[info.device].info = info
+
+    def _status(self, device: str) -> DeviceStatus:
+        status = self.devices.get(device)
+        if status is None:
+            status = DeviceStatus(
+                info=DeviceInfo(device=device, name=device, kind="unknown"),
+                state=DeviceState.SEARCHING,
+                detail="",
+                counters=DeviceCounters(),
+            )
+            self.devices[device] = status
+        return status
+
+    def device_state(self, device: str, state: DeviceState, detail: str = "") -> None:
+        """Record a device's new connection state and tell the listeners."""
+        status = self._status(device)
+        status.state = state
+        status.detail = detail
+        if state is DeviceState.CONNECTED:
+            status.stale = False
+            # the staleness watchdog counts from the connection, not from the last old sample
+            status.counters.last_data_mono = self.clock.monotonic()
+        event = DeviceEvent(device, state, detail, self.clock.monotonic(), self.clock.wall())
+        if self._sink is not None:
+            self._sink.add_device_event(event)
+        self._emit(DeviceChanged(event))
+
+    def malformed(self, packet: MalformedPacket) -> None:
+        """Count and log a packet a parser refused; it never reaches a buffer or plot."""
+        status = self._status(packet.device)
+        status.counters.malformed += 1
+        log.warning(
+            "malformed packet #%d from %s on %s: %s; bytes=%s",
+            status.counters.malformed,
+            packet.device,
+            packet.characteristic,
+            packet.error,
+            packet.data.hex(" "),
+        )
+        if self._sink is not None:
+            self._sink.add_malformed(packet)
+
+    # -- data ------------------------------------------------------------------------------
+    def ingest(self, measurements: Iterable[Measurement]) -> None:
+        """Take measurements from a driver: buffers, record, listeners. Cheap per sample."""
+        numerics: list[Numeric] = []
+        for m in measurements:
+            status = self._status(m.device)
+            status.counters.packets += 1
+            status.counters.last_data_mono = m.mono
+            if status.stale:
+                status.stale = False
+                self._device_note(m.device, "data resumed")
+            if isinstance(m, Numeric):
+                self._ingest_numeric(m)
+                numerics.append(m)
+            else:
+                self._ingest_wave(m)
+        if numerics:
+            self._emit(NumericsChanged(tuple(numerics)))
+
+    def _ingest_numeric(self, n: Numeric) -> None:
+        trend = self.trends.get(n.param)
+        if trend is None:
+            trend = self.trends[n.param] = RingBuffer(self._trend_capacity)
+        trend.append(n.mono, n.value)
+        self.latest[n.param] = n
+        if self._sink is not None:
+            self._sink.add_numeric(n)
+
+    def _ingest_wave(self, w: Waveform) -> None:
+        buf = self.waves.get(w.name)
+        if buf is None:
+            buf = self.waves[w.name] = RingBuffer(WAVE_CAPACITY)
+        n = len(w.samples)
+        t = w.mono + np.arange(n, dtype=np.float64) / w.rate_hz
+        buf.extend(t, np.asarray(w.samples, dtype=np.float64))
+        if self._sink is not None:
+            self._sink.add_waveform(w)
+
+    def _device_note(self, device: str, detail: str) -> None:
+        status = self._status(device)
+        event = DeviceEvent(device, None, detail, self.clock.monotonic(), self.clock.wall())
+        if self._sink is not None:
+            self._sink.add_device_event(event)
+        self._emit(DeviceChanged(event))
+        log.info("%s: %s", status.info.name, detail)
+
+    # -- time ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Periodic work: the data-staleness watchdog and the recorder's flush."""
+        now = self.clock.monotonic()
+        for device, status in self.devices.items():
+            if status.state is not DeviceState.CONNECTED or status.stale:
+                continue
+            last = status.counters.last_data_mono
+            if last is not None and now - last >= self._stale_after:
+                status.stale = True
+                self._device_note(device, f"no data for {now - last:.0f} s")
+        if self._sink is not None:
+            try:
+                flushed = self._sink.maybe_flush()
+            except Exception as exc:  # the rows stay buffered in the recorder and are retried
+                log.exception("recording failed")
+                self.recording_error = str(exc) or type(exc).__name__
+                self._emit(RecordingProblem(ok=False, detail=self.recording_error))
+            else:
+                if flushed and self.recording_error is not None:
+                    self.recording_error = None
+                    self._emit(RecordingProblem(ok=True, detail="recording resumed"))
+
+    def is_stale(self, device: str) -> bool:
+        status = self.devices.get(device)
+        return status is not None and status.stale
+
+    def elapsed(self) -> float:
+        """Monotonic seconds since the session started."""
+        return self.clock.monotonic() - self.started_mono
