@@ -1,0 +1,1 @@
+"""Qt user interface: windows, widgets, sound and the composition root (ui/app.py)."""
