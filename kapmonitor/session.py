@@ -37,6 +37,7 @@ STALE_AFTER_S = 15.0
 class Sink(Protocol):
     """Where a session's record goes (kapmonitor.storage.Recorder implements it)."""
 
+    def add_device(self, info: DeviceInfo) -> None: ...
     def add_numeric(self, n: Numeric) -> None: ...
     def add_waveform(self, w: Waveform) -> None: ...
     def add_device_event(self, e: DeviceEvent) -> None: ...
@@ -128,6 +129,15 @@ class Session:
             )
         else:
             self.devices[info.device].info = info
+        if self._sink is not None:
+            self._sink.add_device(info)
+
+    def forget_device(self, device: str) -> None:
+        """Drop a device from the status list (a search placeholder once the real device is found)."""
+        if self.devices.pop(device, None) is not None:
+            self._emit(
+                DeviceChanged(DeviceEvent(device, None, "removed", self.clock.monotonic(), self.clock.wall()))
+            )
 
     def _status(self, device: str) -> DeviceStatus:
         status = self.devices.get(device)

@@ -24,11 +24,15 @@ class ListSink:
     """A sink that keeps what it gets (the SQLite recorder has its own tests)."""
 
     def __init__(self) -> None:
+        self.devices: list[DeviceInfo] = []
         self.numerics: list[Numeric] = []
         self.waves: list[Waveform] = []
         self.events: list[DeviceEvent] = []
         self.malformed: list[MalformedPacket] = []
         self.flush_calls = 0
+
+    def add_device(self, info: DeviceInfo) -> None:
+        self.devices.append(info)
 
     def add_numeric(self, n: Numeric) -> None:
         self.numerics.append(n)
@@ -83,6 +87,7 @@ def test_stale_device_is_reported_once_after_15_s_and_clears_on_data() -> None:
     sink = ListSink()
     session = Session(clock, sink)
     session.register_device(DeviceInfo("AA", "Oxi", "pulse-oximeter"))
+    assert sink.devices == [DeviceInfo("AA", "Oxi", "pulse-oximeter")]
     session.device_state("AA", DeviceState.CONNECTED)
     session.ingest([num(clock, Param.SPO2, 97, "AA")])
     clock.advance(14.9)
@@ -188,3 +193,17 @@ def test_a_failing_flush_is_reported_and_the_recovery_too(caplog: pytest.LogCapt
     session.tick()
     assert getattr(session, "recording_error") is None  # noqa: B009 (mypy narrowed the attribute)
     assert seen[-1] == RecordingProblem(ok=True, detail="recording resumed")
+
+
+def test_forget_device_removes_it_from_the_status_list() -> None:
+    clock = FakeClock()
+    session = Session(clock)
+    seen: list[SessionEvent] = []
+    session.subscribe(seen.append)
+    session.register_device(DeviceInfo("pulse-oximeter:searching", "pulse-oximeter", "pulse-oximeter"))
+    session.device_state("pulse-oximeter:searching", DeviceState.SEARCHING, "scanning")
+    session.forget_device("pulse-oximeter:searching")
+    assert "pulse-oximeter:searching" not in session.devices
+    assert isinstance(seen[-1], DeviceChanged) and seen[-1].event.detail == "removed"
+    session.forget_device("unknown")  # harmless
+    assert len(seen) == 2

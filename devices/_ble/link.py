@@ -1,0 +1,250 @@
+"""One device's Bluetooth link through bleak's public API: scan, connect, subscribe, watch, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import BleakError
+
+from devices.driver import BATTERY_LEVEL, DEVICE_INFO_STRINGS, DeviceSink, DriverSpec, Subscription
+from kapmonitor.clock import Clock
+from kapmonitor.measurements import DeviceInfo, DeviceState, MalformedPacket, Numeric, Param
+
+log = logging.getLogger(__name__)
+
+#: A connected device that sends nothing for this long is treated as gone and reconnected: the
+#: link's own disconnect is slow or absent (design.md, "Measured facts"; gatt.md, bumble quirks).
+STALE_AFTER_S = 15.0
+#: A bleak backend pair; None in a slot means the platform's own backend (hardware).
+ScannerBackend = type[BaseBleakScanner]
+ClientBackend = type[BaseBleakClient]
+
+#: Reconnection back-off in seconds; the last value repeats.
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class DeviceLink:
+    """Keeps one device of one kind connected and streaming into a DeviceSink, for as long as it runs.
+
+    `scanner_backend`/`client_backend` are bleak backend classes; None means the platform backend
+    (hardware). The emulated devices pass the bumble backend: nothing else differs.
+    """
+
+    def __init__(
+        self,
+        spec: DriverSpec,
+        sink: DeviceSink,
+        clock: Clock,
+        *,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        client_backend: type[BaseBleakClient] | None = None,
+        address: str | None = None,
+        scan_timeout_s: float = 10.0,
+        connect_timeout_s: float = 10.0,
+        stale_after_s: float = STALE_AFTER_S,
+        backoff_s: Sequence[float] = BACKOFF_S,
+        watchdog_period_s: float = 1.0,
+    ) -> None:
+        self.spec = spec
+        self._sink = sink
+        self._clock = clock
+        self._scanner_backend = scanner_backend
+        self._client_backend = client_backend
+        self._address = address.upper() if address else None
+        self._scan_timeout = scan_timeout_s
+        self._connect_timeout = connect_timeout_s
+        self._stale_after = stale_after_s
+        self._backoff = tuple(backoff_s) or (1.0,)
+        self._watchdog_period = watchdog_period_s
+        self._stop = asyncio.Event()
+        self._last_data_mono: float | None = None
+        #: until a device is found, the link reports under a placeholder id for its kind
+        self._placeholder = f"{spec.kind}:searching"
+        self.device_id: str = self._placeholder
+        self.device_name: str = ""
+        self.connections = 0
+        self.malformed = 0
+        self.packets = 0
+        self.device_information: dict[str, str] = {}
+
+    # -- public ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Scan, connect, stream; on any loss report it and try again with back-off until stop()."""
+        failures = 0
+        while not self._stop.is_set():
+            ok = False
+            try:
+                ok = await self._one_connection()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let a link error end monitoring
+                log.exception("%s: link error", self.device_id)
+                self._report(DeviceState.LOST, f"link error: {exc}")
+            if self._stop.is_set():
+                break
+            failures = 0 if ok else failures + 1
+            delay = self._backoff[min(failures, len(self._backoff) - 1)]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+        self._report(DeviceState.DISCONNECTED, "stopped")
+
+    def stop(self) -> None:
+        """Ask run() to disconnect and return."""
+        self._stop.set()
+
+    # -- one connection --------------------------------------------------------------------
+    def _report(self, state: DeviceState, detail: str = "") -> None:
+        try:
+            self._sink.device_state(self.device_id, state, detail)
+        except Exception:
+            log.exception("sink failed on a device state")
+
+    def _matches(self, device: BLEDevice, adv: AdvertisementData) -> bool:
+        if self._address is not None and device.address.upper() != self._address:
+            return False
+        return self.spec.matches(adv.local_name or device.name, adv.service_uuids)
+
+    async def _one_connection(self) -> bool:
+        """One scan-connect-stream cycle. Returns True when data flowed (resets the back-off)."""
+        if self.device_id == self._placeholder:
+            self._sink.register_device(DeviceInfo(self._placeholder, self.spec.kind, self.spec.kind))
+        self._report(DeviceState.SEARCHING, "scanning")
+        # Devices matched by name may not advertise their service: scan unfiltered for those.
+        args: BleakScanner.ExtraArgs = {}
+        if not self.spec.name_prefixes:
+            args["service_uuids"] = list(self.spec.service_uuids)
+        if self._scanner_backend is not None:
+            args["backend"] = self._scanner_backend
+        device = await BleakScanner.find_device_by_filter(self._matches, timeout=self._scan_timeout, **args)
+        if device is None or self._stop.is_set():
+            return False
+        if self.device_id == self._placeholder:
+            self._sink.forget_device(self._placeholder)
+        self.device_id = device.address
+        self.device_name = device.name or self.spec.kind
+        self._sink.register_device(DeviceInfo(device.address, self.device_name, self.spec.kind))
+        self._report(DeviceState.CONNECTING, self.device_name)
+
+        gone = asyncio.Event()
+
+        def on_disconnect(_client: BleakClient) -> None:
+            gone.set()
+
+        client = BleakClient(
+            device,
+            disconnected_callback=on_disconnect,
+            timeout=self._connect_timeout,
+            backend=self._client_backend,
+        )
+        try:
+            await client.connect()
+        except (BleakError, TimeoutError, OSError) as exc:
+            self._report(DeviceState.LOST, f"connect failed: {exc or type(exc).__name__}")
+            return False
+        self.connections += 1
+        got_data = False
+        reason = "disconnected"
+        try:
+            await self._read_static(client)
+            self._last_data_mono = self._clock.monotonic()
+            packets_before = self.packets
+            for sub in self.spec.subscriptions:
+                await client.start_notify(sub.characteristic, self._callback(sub))
+            for char, payload in self.spec.start_commands:
+                await client.write_gatt_char(char, payload, response=False)
+            self._report(DeviceState.CONNECTED, self._describe())
+            reason = await self._watch(gone)
+            got_data = self.packets > packets_before
+        except (BleakError, TimeoutError, OSError) as exc:
+            reason = f"link error: {exc or type(exc).__name__}"
+        finally:
+            if client.is_connected:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.disconnect(), 5.0)
+        if self._stop.is_set():
+            return got_data
+        self._report(DeviceState.LOST, reason)
+        return got_data
+
+    async def _watch(self, gone: asyncio.Event) -> str:
+        """Wait for a disconnect, a stop, or data staleness; say which."""
+        while True:
+            waiters = {asyncio.ensure_future(gone.wait()), asyncio.ensure_future(self._stop.wait())}
+            done, pending = await asyncio.wait(
+                waiters, timeout=self._watchdog_period, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+            if self._stop.is_set():
+                return "stopped"
+            if gone.is_set():
+                return "link lost (disconnected)"
+            last = self._last_data_mono
+            now = self._clock.monotonic()
+            if last is not None and now - last >= self._stale_after:
+                return f"no data for {now - last:.0f} s; reconnecting"
+            del done
+
+    async def _read_static(self, client: BleakClient) -> None:
+        """Battery level and Device Information strings, when the device has them."""
+        services = client.services
+        info: dict[str, str] = {}
+        for key, uuid in DEVICE_INFO_STRINGS.items():
+            if services.get_characteristic(uuid) is None:
+                continue
+            try:
+                raw = await client.read_gatt_char(uuid)
+                info[key] = bytes(raw).decode("utf-8", errors="replace").strip("\x00 ")
+            except (BleakError, TimeoutError) as exc:
+                log.info("%s: could not read %s: %s", self.device_id, key, exc)
+        self.device_information = info
+        if services.get_characteristic(BATTERY_LEVEL) is not None:
+            try:
+                raw = await client.read_gatt_char(BATTERY_LEVEL)
+                if len(raw) >= 1 and raw[0] <= 100:
+                    mono, wall = self._clock.monotonic(), self._clock.wall()
+                    self._sink.ingest([Numeric(Param.BATTERY, float(raw[0]), mono, wall, self.device_id)])
+            except (BleakError, TimeoutError) as exc:
+                log.info("%s: could not read the battery level: %s", self.device_id, exc)
+
+    def _describe(self) -> str:
+        parts = [self.device_name]
+        model = " ".join(v for k in ("manufacturer", "model") if (v := self.device_information.get(k)))
+        if model:
+            parts.append(model)
+        return " · ".join(parts)
+
+    def _callback(self, sub: Subscription) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+        """A notification handler that parses, stamps and hands over, and never raises into bleak."""
+
+        def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+            mono, wall = self._clock.monotonic(), self._clock.wall()
+            self._last_data_mono = mono
+            raw = bytes(data)
+            try:
+                measurements = sub.decode(raw, self.device_id, mono, wall)
+            except Exception as exc:  # a parser error: count, log with bytes, drop
+                self.malformed += 1
+                packet = MalformedPacket(
+                    self.device_id, sub.label, raw, f"{type(exc).__name__}: {exc}", mono, wall
+                )
+                try:
+                    self._sink.malformed(packet)
+                except Exception:
+                    log.exception("sink failed on a malformed packet")
+                return
+            self.packets += 1
+            try:
+                self._sink.ingest(measurements)
+            except Exception:
+                log.exception("sink failed on ingest of %s", raw.hex(" "))
+
+        return on_notify

@@ -1,0 +1,260 @@
+"""The composition root and command line: wires devices, core and windows; GUI, record, snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from devices._ble.link import DeviceLink
+from devices.plx.driver import plx_spec
+from kapmonitor import __version__
+from kapmonitor.clock import Clock, ScaledClock, SystemClock
+from kapmonitor.session import Session
+from kapmonitor.storage import Recorder, default_database_path, open_database
+
+if TYPE_CHECKING:
+    from ui.demo import Demo
+
+log = logging.getLogger("kapmonitor")
+
+#: How often Session.tick() runs: staleness watchdog and recorder flush (design.md, data flow).
+TICK_PERIOD_S = 0.25
+
+
+@dataclass
+class Options:
+    """What the command line asked for."""
+
+    command: str
+    demo: bool
+    db: Path
+    scenario: str
+    seed: int
+    speed: float
+    minutes: float
+    after: float
+    out: Path | None
+    headless: bool
+    verbose: bool
+
+
+class Monitor:
+    """A running monitoring pipeline: links → Session → Recorder, with the periodic tick."""
+
+    def __init__(self, clock: Clock, db_path: Path, demo: Demo | None) -> None:
+        self.clock = clock
+        self.db_path = db_path
+        self.demo = demo
+        self.db = open_database(db_path)
+        self.recorder = Recorder(self.db, clock)
+        self.session_id = self.recorder.begin_session(kind="demo" if demo else "live")
+        self.session = Session(clock, self.recorder)
+        self.links: list[DeviceLink] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the emulated devices (in demo mode), the device links and the tick."""
+        scanner_backend = client_backend = None
+        if self.demo is not None:
+            scanner_backend, client_backend = await self.demo.start()
+        self.links.append(
+            DeviceLink(
+                plx_spec(),
+                self.session,
+                self.clock,
+                scanner_backend=scanner_backend,
+                client_backend=client_backend,
+            )
+        )
+        for link in self.links:
+            self._tasks.append(asyncio.create_task(link.run(), name=f"link {link.spec.kind}"))
+        self._tasks.append(asyncio.create_task(self._tick(), name="session tick"))
+
+    async def _tick(self) -> None:
+        while True:
+            try:
+                self.session.tick()
+            except Exception:  # the tick must keep running: it drives alarms and the recorder
+                log.exception("session tick failed")
+            await asyncio.sleep(TICK_PERIOD_S)
+
+    async def stop(self, status: Literal["completed", "interrupted"] = "completed") -> None:
+        """Stop links and devices, flush everything and close the session record."""
+        for link in self.links:
+            link.stop()
+        tick = self._tasks.pop() if self._tasks else None
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10.0)
+        for task in self._tasks:
+            task.cancel()
+        if tick is not None:
+            tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tick
+        self.session.tick()
+        self.recorder.end_session(status)
+        if self.demo is not None:
+            await self.demo.stop()
+        self.db.close()
+
+
+def make_clock(opts: Options) -> Clock:
+    """The session's clock: the machine's, or in demo mode one that runs at the scenario's speed.
+
+    With --speed the emulated wearables live in scenario time, so the session does too: trends,
+    the session clock and the staleness watchdog stay consistent with what the devices send.
+    """
+    if opts.demo and opts.speed != 1.0:
+        return ScaledClock(SystemClock(), opts.speed)
+    return SystemClock()
+
+
+def _make_demo(opts: Options) -> Demo | None:
+    if not opts.demo:
+        return None
+    from ui.demo import Demo
+
+    return Demo(scenario=opts.scenario, seed=opts.seed, speed=opts.speed)
+
+
+# ---------------------------------------------------------------------------- commands
+async def record(opts: Options, clock: Clock | None = None) -> str:
+    """Run the pipeline without a window for `opts.minutes` of wall time; return the session id."""
+    monitor = Monitor(clock or make_clock(opts), opts.db, _make_demo(opts))
+    print(f"recording session {monitor.session_id} to {opts.db} for {opts.minutes:g} min", flush=True)
+    await monitor.start()
+    status: Literal["completed", "interrupted"] = "completed"
+    try:
+        await asyncio.sleep(opts.minutes * 60.0)
+    except asyncio.CancelledError:
+        status = "interrupted"
+        raise
+    finally:
+        await monitor.stop(status)
+    return monitor.session_id
+
+
+def _run_qt(opts: Options) -> int:
+    """GUI and snapshot: one asyncio loop integrated with Qt (qasync), as design.md asks."""
+    if opts.command == "snapshot" or opts.headless:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    from ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("kapmonitor")
+    # the asyncio loop ends the program, after the session record is closed properly
+    app.setQuitOnLastWindowClosed(False)
+
+    async def main() -> int:
+        monitor = Monitor(make_clock(opts), opts.db, _make_demo(opts))
+        window = MainWindow(monitor.session)
+        window.setWindowTitle(f"kapmonitor — session {monitor.session_id}" + (" — DEMO" if opts.demo else ""))
+        window.resize(1600, 900)
+        closed = asyncio.Event()
+        window.closed.connect(closed.set)
+        window.show()
+        await monitor.start()
+        try:
+            if opts.command == "snapshot":
+                await asyncio.sleep(opts.after)
+                assert opts.out is not None
+                window.render_png(opts.out)
+                print(f"wrote {opts.out}", flush=True)
+            else:
+                await closed.wait()
+        finally:
+            window.close()
+            await monitor.stop()
+        print(monitor.session_id, flush=True)
+        return 0
+
+    with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+        return runner.run(main())
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="kapmonitor",
+        description="Vital-signs console for KAP sessions. A monitoring aid, not a medical device.",
+    )
+    parser.add_argument("--version", action="version", version=f"kapmonitor {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--demo", action="store_true", help="use emulated devices on a virtual radio")
+    common.add_argument("--db", type=Path, default=None, help="session database (default: user data folder)")
+    common.add_argument("--scenario", default="normal", help="emulated scenario (with --demo)")
+    common.add_argument("--seed", type=int, default=1, help="scenario seed (with --demo)")
+    common.add_argument(
+        "--speed", type=float, default=1.0, help="scenario time per wall second (with --demo)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("monitor", parents=[common], help="open the console (the default)")
+    rec = sub.add_parser("record", parents=[common], help="record a session without a window")
+    rec.add_argument("--headless", action="store_true", help="no window (the only mode of record)")
+    rec.add_argument(
+        "--minutes", type=float, required=True, help="wall minutes to record (may be fractional)"
+    )
+    snap = sub.add_parser("snapshot", parents=[common], help="render the main window to a PNG")
+    snap.add_argument("--after", type=float, default=10.0, help="seconds to run before rendering")
+    snap.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    # `kapmonitor --demo` (no sub-command) means `kapmonitor monitor --demo`
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "monitor")
+    ns = parser.parse_args(args_list)
+    if ns.command == "record" and not ns.headless:
+        parser.error("record runs without a window: pass --headless")
+    if ns.speed <= 0:
+        parser.error("--speed must be positive")
+    return Options(
+        command=ns.command,
+        demo=ns.demo,
+        db=ns.db or default_database_path(),
+        scenario=ns.scenario,
+        seed=ns.seed,
+        speed=ns.speed,
+        minutes=getattr(ns, "minutes", 0.0),
+        after=getattr(ns, "after", 0.0),
+        out=getattr(ns, "out", None),
+        headless=getattr(ns, "headless", False),
+        verbose=ns.verbose,
+    )
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr; bumble and bleak only at WARNING unless --verbose."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        for noisy in ("bumble", "bleak"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kapmonitor` command."""
+    opts = parse_args(argv)
+    setup_logging(opts.verbose)
+    if opts.command == "record":
+        session_id = asyncio.run(record(opts))
+        print(session_id, flush=True)
+        return 0
+    return _run_qt(opts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
