@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -33,7 +34,7 @@ def test_record_headless_leaves_a_complete_session(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     session_id = result.stdout.strip().splitlines()[-1]
     assert len(session_id) == len("20261125-114512-a3f9")
-    with sqlite3.connect(db) as con:
+    with contextlib.closing(sqlite3.connect(db)) as con:
         status, ended = con.execute(
             "select status, ended_utc from sessions where id = ?", (session_id,)
         ).fetchone()
@@ -80,5 +81,5 @@ def test_snapshot_renders_the_main_window(tmp_path: Path, qtbot: QtBot) -> None:
 
     assert count(PARAM_COLOURS[Param.SPO2]) > 500
     assert count(PARAM_COLOURS[Param.PULSE_RATE]) > 500
-    with sqlite3.connect(db) as con:
+    with contextlib.closing(sqlite3.connect(db)) as con:
         assert con.execute("select count(*) from numerics where param = 'spo2'").fetchone()[0] >= 2
