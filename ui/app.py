@@ -146,6 +146,19 @@ def _run_qt(opts: Options) -> int:
     """GUI and snapshot: one asyncio loop integrated with Qt (qasync), as design.md asks."""
     if opts.command == "snapshot" or opts.headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif (
+        sys.platform.startswith("linux")
+        and not os.environ.get("QT_QPA_PLATFORM")
+        and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    ):
+        print(
+            "kapmonitor: no display found (DISPLAY and WAYLAND_DISPLAY are unset).\n"
+            "  Run it on the workstation's desktop, or without a screen use\n"
+            "  `kapmonitor record --demo --headless --minutes M`\n"
+            "  or `kapmonitor snapshot --demo --out FILE.png`.",
+            file=sys.stderr,
+        )
+        return 1
     import qasync
     from PySide6.QtWidgets import QApplication
 
@@ -164,7 +177,10 @@ def _run_qt(opts: Options) -> int:
         window.resize(1600, 900)
         closed = asyncio.Event()
         window.closed.connect(closed.set)
-        window.show()
+        if opts.command == "snapshot":
+            window.show()
+        else:
+            window.showMaximized()  # a bedside console fills its screen
         await monitor.start()
         try:
             if opts.command == "snapshot":
