@@ -74,6 +74,41 @@ class Waveform:
     device: str
 
 
+class BPStatus(IntFlag):
+    """Blood-pressure measurement status (0x2A35 status bits, gatt.md "Blood Pressure Service")."""
+
+    NONE = 0
+    BODY_MOVEMENT = 1
+    CUFF_TOO_LOOSE = 2
+    IRREGULAR_PULSE = 4
+    PULSE_ABOVE_RANGE = 8
+    PULSE_BELOW_RANGE = 16
+    IMPROPER_POSITION = 32
+    MEASUREMENT_ERROR = 64  # the cuff reported no valid systolic/diastolic (all NaN)
+
+
+@dataclass(frozen=True, slots=True)
+class BloodPressure:
+    """One cuff reading, in mmHg (a kPa reading is converted by the parser's driver).
+
+    `mono`/`wall` are when the console received it; `measured_wall` is the cuff's own timestamp
+    (UTC) when it sent one. `stored` marks a reading uploaded from the cuff's memory after a
+    reconnect: it is placed by `measured_wall`, recorded once, and never raises a fresh alarm.
+    """
+
+    systolic: float | None
+    diastolic: float | None
+    mean: float | None
+    pulse_rate: float | None
+    mono: float
+    wall: float
+    device: str
+    measured_wall: float | None = None
+    stored: bool = False
+    status: BPStatus = BPStatus.NONE
+    user_id: int | None = None
+
+
 class DeviceState(StrEnum):
     """Connection state of a device as the console sees it."""
 
@@ -116,7 +151,7 @@ class MalformedPacket:
     wall: float
 
 
-Measurement = Numeric | Waveform
+Measurement = Numeric | Waveform | BloodPressure
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from kapmonitor.clock import Clock
 from kapmonitor.measurements import (
+    BloodPressure,
     DeviceCounters,
     DeviceEvent,
     DeviceInfo,
@@ -40,6 +41,7 @@ class Sink(Protocol):
     def add_device(self, info: DeviceInfo) -> None: ...
     def add_numeric(self, n: Numeric) -> None: ...
     def add_waveform(self, w: Waveform) -> None: ...
+    def add_blood_pressure(self, bp: BloodPressure) -> None: ...
     def add_device_event(self, e: DeviceEvent) -> None: ...
     def add_malformed(self, m: MalformedPacket) -> None: ...
     def maybe_flush(self) -> bool: ...
@@ -67,7 +69,14 @@ class RecordingProblem:
     detail: str
 
 
-SessionEvent = NumericsChanged | DeviceChanged | RecordingProblem
+@dataclass(frozen=True, slots=True)
+class BloodPressureTaken:
+    """A blood-pressure reading arrived (live or uploaded from the cuff's memory)."""
+
+    reading: BloodPressure
+
+
+SessionEvent = NumericsChanged | DeviceChanged | RecordingProblem | BloodPressureTaken
 Listener = Callable[[SessionEvent], None]
 
 
@@ -104,6 +113,9 @@ class Session:
         self.waves: dict[str, RingBuffer] = {}
         self.devices: dict[str, DeviceStatus] = {}
         self._listeners: list[Listener] = []
+        #: Every blood-pressure reading of the session in arrival order (stored ones included).
+        self.bp_readings: list[BloodPressure] = []
+        self._bp_seen: set[tuple[str, float | None, float | None, float | None, float | None]] = set()
         #: Set while the recorder cannot write (shown on screen); None when recording works.
         self.recording_error: str | None = None
 
@@ -194,8 +206,10 @@ class Session:
             if isinstance(m, Numeric):
                 self._ingest_numeric(m)
                 numerics.append(m)
-            else:
+            elif isinstance(m, Waveform):
                 self._ingest_wave(m)
+            else:
+                self._ingest_bp(m)
         if numerics:
             self._emit(NumericsChanged(tuple(numerics)))
 
@@ -217,6 +231,17 @@ class Session:
         buf.extend(t, np.asarray(w.samples, dtype=np.float64))
         if self._sink is not None:
             self._sink.add_waveform(w)
+
+    def _ingest_bp(self, bp: BloodPressure) -> None:
+        key = (bp.device, bp.measured_wall, bp.systolic, bp.diastolic, bp.mean)
+        if bp.measured_wall is not None and key in self._bp_seen:
+            log.info("blood pressure reading already recorded, ignored: %s", key)
+            return  # a cuff re-uploading a stored reading: never recorded twice
+        self._bp_seen.add(key)
+        self.bp_readings.append(bp)
+        if self._sink is not None:
+            self._sink.add_blood_pressure(bp)
+        self._emit(BloodPressureTaken(bp))
 
     def _device_note(self, device: str, detail: str) -> None:
         status = self._status(device)

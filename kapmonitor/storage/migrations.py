@@ -147,6 +147,39 @@ def m0001_initial(db: Database) -> None:
     _run(db, _SCHEMA_1, 1)
 
 
+_SCHEMA_2 = [
+    # One row per cuff reading. t_utc is when the console received it; measured_utc is the cuff's
+    # own timestamp (NULL when it sent none). stored = uploaded from the cuff's memory after a
+    # reconnect (gatt.md: "never treat an old reading as a new one").
+    f"""CREATE TABLE blood_pressure (
+        {_SESSION_FK},
+        seq INTEGER NOT NULL,
+        mono REAL NOT NULL,
+        t_utc REAL NOT NULL,
+        measured_utc REAL,
+        systolic REAL,
+        diastolic REAL,
+        mean REAL,
+        pulse REAL,
+        status INTEGER NOT NULL DEFAULT 0,
+        stored INTEGER NOT NULL DEFAULT 0 CHECK (stored IN (0, 1)),
+        user_id INTEGER,
+        device TEXT NOT NULL,
+        {_EVENT_KEY}
+    )""",
+    "CREATE INDEX blood_pressure_by_time ON blood_pressure (session_id, t_utc)",
+    # A cuff that uploads the same stored reading again must not record it twice.
+    """CREATE UNIQUE INDEX blood_pressure_once ON blood_pressure
+       (session_id, device, measured_utc, systolic, diastolic, mean) WHERE measured_utc IS NOT NULL""",
+]
+
+
+@_migration("0002_blood_pressure")
+def m0002_blood_pressure(db: Database) -> None:
+    """Blood-pressure readings, each recorded once."""
+    _run(db, _SCHEMA_2, 2)
+
+
 def migration_names() -> list[str]:
     """The names of all migrations this version knows, in number order."""
     return list(_names)

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlite_utils import Database
 
-from kapmonitor.measurements import DeviceState, Param
+from kapmonitor.measurements import BloodPressure, BPStatus, DeviceState, Param
 
 FloatArray = npt.NDArray[np.float64]
 SampleArray = npt.NDArray[np.int16]
@@ -179,6 +179,31 @@ def device_events(db: Database, session_id: str) -> list[DeviceEventRow]:
             device=r[3],
             state=None if r[4] is None else DeviceState(r[4]),
             detail=r[5],
+        )
+        for r in rows
+    ]
+
+
+def blood_pressure(db: Database, session_id: str) -> list[BloodPressure]:
+    """A session's cuff readings in log (seq) order, as the BloodPressure values that were recorded."""
+    rows = db.execute(
+        "SELECT mono, t_utc, measured_utc, systolic, diastolic, mean, pulse, status, stored, user_id, "
+        "device FROM blood_pressure WHERE session_id = ? ORDER BY seq",
+        (session_id,),
+    ).fetchall()
+    return [
+        BloodPressure(
+            systolic=r[3],
+            diastolic=r[4],
+            mean=r[5],
+            pulse_rate=r[6],
+            mono=r[0],
+            wall=r[1],
+            device=r[10],
+            measured_wall=r[2],
+            stored=bool(r[8]),
+            status=BPStatus(r[7]),
+            user_id=r[9],
         )
         for r in rows
     ]

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 import kapmonitor
 from kapmonitor.clock import Clock
-from kapmonitor.measurements import DeviceEvent, DeviceInfo, MalformedPacket, Numeric, Waveform
+from kapmonitor.measurements import BloodPressure, DeviceEvent, DeviceInfo, MalformedPacket, Numeric, Waveform
 
 SessionKind = Literal["live", "demo"]
 EndStatus = Literal["completed", "interrupted"]
@@ -47,8 +47,20 @@ _SQL_MALFORMED = (
     "INSERT INTO malformed_packets (session_id, seq, mono, t_utc, device, characteristic, data, error) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# OR IGNORE: the unique index refuses a stored reading uploaded twice (in memory and on disk)
+_SQL_BP = (
+    "INSERT OR IGNORE INTO blood_pressure (session_id, seq, mono, t_utc, measured_utc, systolic, "
+    "diastolic, mean, pulse, status, stored, user_id, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SQL_DEVICE = "INSERT OR REPLACE INTO devices (session_id, device, name, kind) VALUES (?, ?, ?, ?)"
-_EVENT_TABLES: Final = ("numerics", "waveform_chunks", "device_events", "malformed_packets", "audit")
+_EVENT_TABLES: Final = (
+    "numerics",
+    "waveform_chunks",
+    "device_events",
+    "malformed_packets",
+    "audit",
+    "blood_pressure",
+)
 
 type _Row = tuple[object, ...]
 
@@ -119,6 +131,7 @@ class Recorder:
         self._chunks: list[_Row] = []
         self._device_events: list[_Row] = []
         self._malformed: list[_Row] = []
+        self._bp: list[_Row] = []
         self._devices: dict[str, _Row] = {}
         self._acc: dict[tuple[str, str], _Chunk] = {}
 
@@ -140,6 +153,7 @@ class Recorder:
             + len(self._chunks)
             + len(self._device_events)
             + len(self._malformed)
+            + len(self._bp)
             + len(self._devices)
         )
 
@@ -286,6 +300,26 @@ class Recorder:
             (sid, self._next_seq(), m.mono, m.wall, m.device, m.characteristic, bytes(m.data), m.error)
         )
 
+    def add_blood_pressure(self, bp: BloodPressure) -> None:
+        sid = self._require_session()
+        self._bp.append(
+            (
+                sid,
+                self._next_seq(),
+                bp.mono,
+                bp.wall,
+                bp.measured_wall,
+                bp.systolic,
+                bp.diastolic,
+                bp.mean,
+                bp.pulse_rate,
+                int(bp.status),
+                int(bp.stored),
+                bp.user_id,
+                bp.device,
+            )
+        )
+
     def add_device(self, info: DeviceInfo) -> None:
         """Note what a device is (name, kind) for this session; the newest description wins."""
         sid = self._require_session()
@@ -368,6 +402,8 @@ class Recorder:
                     conn.executemany(_SQL_DEVICE_EVENT, self._device_events)
                 if self._malformed:
                     conn.executemany(_SQL_MALFORMED, self._malformed)
+                if self._bp:
+                    conn.executemany(_SQL_BP, self._bp)
                 if self._devices:
                     conn.executemany(_SQL_DEVICE, list(self._devices.values()))
         except sqlite3.Error as exc:
@@ -379,6 +415,7 @@ class Recorder:
         self._chunks = []
         self._device_events = []
         self._malformed = []
+        self._bp = []
         self._devices = {}
         return rows
 

@@ -16,6 +16,8 @@ from sqlite_utils import Database
 import kapmonitor
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import (
+    BloodPressure,
+    BPStatus,
     DeviceEvent,
     DeviceInfo,
     DeviceState,
@@ -33,11 +35,20 @@ from kapmonitor.storage import (
     max_seq,
     numerics,
     open_database,
+    queries,
+    schema_version,
     session_devices,
     waveform,
 )
 
-EVENT_TABLES = ("numerics", "waveform_chunks", "device_events", "malformed_packets", "audit")
+EVENT_TABLES = (
+    "numerics",
+    "waveform_chunks",
+    "device_events",
+    "malformed_packets",
+    "audit",
+    "blood_pressure",
+)
 
 
 @pytest.fixture
@@ -419,3 +430,43 @@ def test_flushes_follow_the_fake_clock(db: Database, steps: list[float]) -> None
             assert rec.pending == 0
         stored = db.execute("SELECT COUNT(*) FROM numerics WHERE session_id = ?", (sid,)).fetchone()[0]
         assert stored + rec.pending == added
+
+
+# -- blood pressure (migration 0002) -----------------------------------------------------------
+def _bp(
+    clock: FakeClock, sys_: float | None, measured: float | None, *, stored: bool = False
+) -> BloodPressure:
+    return BloodPressure(
+        systolic=sys_,
+        diastolic=80.0,
+        mean=93.0,
+        pulse_rate=72.0,
+        mono=clock.monotonic(),
+        wall=clock.wall(),
+        device="CUFF",
+        measured_wall=measured,
+        stored=stored,
+        status=BPStatus.IRREGULAR_PULSE,
+        user_id=1,
+    )
+
+
+def test_blood_pressure_round_trip_and_no_duplicate_stored_reading(tmp_path: Path) -> None:
+    clock = FakeClock()
+    db = open_database(tmp_path / "bp.sqlite")
+    recorder = Recorder(db, clock)
+    sid = recorder.begin_session()
+    first = _bp(clock, 120.0, clock.wall() - 600, stored=True)
+    recorder.add_blood_pressure(first)
+    recorder.flush()
+    clock.advance(5)
+    recorder.add_blood_pressure(_bp(clock, 120.0, first.measured_wall, stored=True))  # uploaded again
+    live = _bp(clock, None, None)  # no timestamp: never de-duplicated
+    recorder.add_blood_pressure(live)
+    recorder.add_blood_pressure(live)
+    recorder.flush()
+    got = queries.blood_pressure(db, sid)
+    assert got == [first, live, live]
+    assert got[0].stored and got[0].status is BPStatus.IRREGULAR_PULSE
+    assert schema_version(db) >= 2
+    db.close()

@@ -9,6 +9,7 @@ import pytest
 
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import (
+    BloodPressure,
     DeviceEvent,
     DeviceInfo,
     DeviceState,
@@ -27,6 +28,7 @@ class ListSink:
         self.devices: list[DeviceInfo] = []
         self.numerics: list[Numeric] = []
         self.waves: list[Waveform] = []
+        self.bps: list[BloodPressure] = []
         self.events: list[DeviceEvent] = []
         self.malformed: list[MalformedPacket] = []
         self.flush_calls = 0
@@ -39,6 +41,9 @@ class ListSink:
 
     def add_waveform(self, w: Waveform) -> None:
         self.waves.append(w)
+
+    def add_blood_pressure(self, bp: BloodPressure) -> None:
+        self.bps.append(bp)
 
     def add_device_event(self, e: DeviceEvent) -> None:
         self.events.append(e)
@@ -207,3 +212,36 @@ def test_forget_device_removes_it_from_the_status_list() -> None:
     assert isinstance(seen[-1], DeviceChanged) and seen[-1].event.detail == "removed"
     session.forget_device("unknown")  # harmless
     assert len(seen) == 2
+
+
+def test_blood_pressure_readings_are_kept_recorded_once_and_announced() -> None:
+    from kapmonitor.session import BloodPressureTaken
+
+    clock = FakeClock()
+    sink = ListSink()
+    session = Session(clock, sink)
+    seen: list[SessionEvent] = []
+    session.subscribe(seen.append)
+
+    def reading(measured: float | None, stored: bool) -> BloodPressure:
+        return BloodPressure(
+            130.0,
+            85.0,
+            100.0,
+            70.0,
+            clock.monotonic(),
+            clock.wall(),
+            "CUFF",
+            measured_wall=measured,
+            stored=stored,
+        )
+
+    old = reading(clock.wall() - 900, True)
+    session.ingest([old])
+    clock.advance(3)
+    session.ingest([reading(old.measured_wall, True)])  # the cuff uploads it again after a reconnect
+    fresh = reading(None, False)
+    session.ingest([fresh])
+    assert session.bp_readings == [old, fresh]
+    assert sink.bps == [old, fresh]
+    assert [e.reading for e in seen if isinstance(e, BloodPressureTaken)] == [old, fresh]
