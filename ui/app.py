@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from devices._ble.link import DeviceLink
-from devices.plx.driver import plx_spec
+from devices.registry import roles_available, specs_for_role
 from kapmonitor import __version__
 from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.session import Session
+from kapmonitor.settings import Settings, default_settings_path
 from kapmonitor.storage import Recorder, default_database_path, open_database
 
 if TYPE_CHECKING:
@@ -49,8 +50,13 @@ class Options:
 class Monitor:
     """A running monitoring pipeline: links → Session → Recorder, with the periodic tick."""
 
-    def __init__(self, clock: Clock, db_path: Path, demo: Demo | None) -> None:
+    def __init__(
+        self, clock: Clock, db_path: Path, demo: Demo | None, settings_path: Path | None = None
+    ) -> None:
         self.clock = clock
+        #: remembered devices per role; demo sessions neither use nor change them
+        self.settings_path = None if demo is not None else (settings_path or default_settings_path())
+        self.settings = Settings.load(self.settings_path) if self.settings_path is not None else None
         self.db_path = db_path
         self.demo = demo
         self.db = open_database(db_path)
@@ -61,22 +67,37 @@ class Monitor:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Start the emulated devices (in demo mode), the device links and the tick."""
+        """Start the emulated devices (in demo mode), one device link per role, and the tick."""
         scanner_backend = client_backend = None
         if self.demo is not None:
             scanner_backend, client_backend = await self.demo.start()
-        self.links.append(
-            DeviceLink(
-                plx_spec(),
-                self.session,
-                self.clock,
-                scanner_backend=scanner_backend,
-                client_backend=client_backend,
+        for role in roles_available():
+            remembered = self.settings.devices.get(role) if self.settings is not None else None
+            self.links.append(
+                DeviceLink(
+                    specs_for_role(role),
+                    self.session,
+                    self.clock,
+                    scanner_backend=scanner_backend,
+                    client_backend=client_backend,
+                    address=remembered.address if remembered else None,
+                    role=role,
+                    on_chosen=self._remember,
+                )
             )
-        )
         for link in self.links:
-            self._tasks.append(asyncio.create_task(link.run(), name=f"link {link.spec.kind}"))
+            self._tasks.append(asyncio.create_task(link.run(), name=f"link {link.role}"))
         self._tasks.append(asyncio.create_task(self._tick(), name="session tick"))
+
+    def _remember(self, role: str, address: str, name: str) -> None:
+        """Keep the device chosen for a role for the next session (not in demo mode)."""
+        if (
+            self.settings is not None
+            and self.settings_path is not None
+            and self.settings.remember(role, address, name)
+        ):
+            self.settings.save(self.settings_path)
+            log.info("remembered %s %s (%s) for the next session", role, name, address)
 
     async def _tick(self) -> None:
         while True:

@@ -32,28 +32,40 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class DeviceLink:
-    """Keeps one device of one kind connected and streaming into a DeviceSink, for as long as it runs.
+    """Keeps one device of one role connected and streaming into a DeviceSink, for as long as it runs.
 
-    `scanner_backend`/`client_backend` are bleak backend classes; None means the platform backend
-    (hardware). The emulated devices pass the bumble backend: nothing else differs.
+    `specs` are the driver specs that can fill the role (e.g. every supported oximeter protocol);
+    the first one that matches an advertisement drives the connection. `address` pins the role to
+    one device (the one remembered from the last session). `scanner_backend`/`client_backend` are
+    bleak backend classes; None means the platform backend (hardware). The emulated devices pass
+    the bumble backend: nothing else differs.
     """
 
     def __init__(
         self,
-        spec: DriverSpec,
+        specs: DriverSpec | Sequence[DriverSpec],
         sink: DeviceSink,
         clock: Clock,
         *,
         scanner_backend: type[BaseBleakScanner] | None = None,
         client_backend: type[BaseBleakClient] | None = None,
         address: str | None = None,
+        role: str | None = None,
+        on_chosen: Callable[[str, str, str], None] | None = None,
         scan_timeout_s: float = 10.0,
         connect_timeout_s: float = 10.0,
         stale_after_s: float = STALE_AFTER_S,
         backoff_s: Sequence[float] = BACKOFF_S,
         watchdog_period_s: float = 1.0,
     ) -> None:
-        self.spec = spec
+        self.specs: tuple[DriverSpec, ...] = (specs,) if isinstance(specs, DriverSpec) else tuple(specs)
+        if not self.specs:
+            raise ValueError("a link needs at least one driver spec")
+        #: the spec of the device found (the first spec until then)
+        self.spec = self.specs[0]
+        self.role = role or self.spec.kind
+        #: told (role, address, name) when a device first connects in this role, to remember it
+        self._on_chosen = on_chosen
         self._sink = sink
         self._clock = clock
         self._scanner_backend = scanner_backend
@@ -67,7 +79,7 @@ class DeviceLink:
         self._stop = asyncio.Event()
         self._last_data_mono: float | None = None
         #: until a device is found, the link reports under a placeholder id for its kind
-        self._placeholder = f"{spec.kind}:searching"
+        self._placeholder = f"{self.role}:searching"
         self.device_id: str = self._placeholder
         self.device_name: str = ""
         self.connections = 0
@@ -107,25 +119,35 @@ class DeviceLink:
         except Exception:
             log.exception("sink failed on a device state")
 
-    def _matches(self, device: BLEDevice, adv: AdvertisementData) -> bool:
-        if self._address is not None and device.address.upper() != self._address:
-            return False
-        return self.spec.matches(adv.local_name or device.name, adv.service_uuids)
+    def _spec_for(self, device: BLEDevice, adv: AdvertisementData) -> DriverSpec | None:
+        name = adv.local_name or device.name
+        return next((s for s in self.specs if s.matches(name, adv.service_uuids)), None)
 
     async def _one_connection(self) -> bool:
         """One scan-connect-stream cycle. Returns True when data flowed (resets the back-off)."""
         if self.device_id == self._placeholder:
-            self._sink.register_device(DeviceInfo(self._placeholder, self.spec.kind, self.spec.kind))
+            self._sink.register_device(DeviceInfo(self._placeholder, self.role, self.role))
         self._report(DeviceState.SEARCHING, "scanning")
         # Devices matched by name may not advertise their service: scan unfiltered for those.
         args: BleakScanner.ExtraArgs = {}
-        if not self.spec.name_prefixes:
-            args["service_uuids"] = list(self.spec.service_uuids)
+        if not any(s.name_prefixes for s in self.specs):
+            args["service_uuids"] = sorted({u for s in self.specs for u in s.service_uuids})
+        found: dict[str, DriverSpec] = {}
+
+        def matches(device: BLEDevice, adv: AdvertisementData) -> bool:
+            if self._address is not None and device.address.upper() != self._address:
+                return False
+            spec = self._spec_for(device, adv)
+            if spec is not None:
+                found[device.address] = spec
+            return spec is not None
+
         if self._scanner_backend is not None:
             args["backend"] = self._scanner_backend
-        device = await BleakScanner.find_device_by_filter(self._matches, timeout=self._scan_timeout, **args)
+        device = await BleakScanner.find_device_by_filter(matches, timeout=self._scan_timeout, **args)
         if device is None or self._stop.is_set():
             return False
+        self.spec = found.get(device.address, self.spec)
         if self.device_id == self._placeholder:
             self._sink.forget_device(self._placeholder)
         self.device_id = device.address
@@ -150,6 +172,15 @@ class DeviceLink:
             self._report(DeviceState.LOST, f"connect failed: {exc or type(exc).__name__}")
             return False
         self.connections += 1
+        if self._address is None:
+            # from now on this role means this device: a drop reconnects to it, never to another
+            # oximeter that happens to be in range
+            self._address = device.address.upper()
+            if self._on_chosen is not None:
+                try:
+                    self._on_chosen(self.role, device.address, self.device_name)
+                except Exception:
+                    log.exception("could not remember the device of role %s", self.role)
         got_data = False
         reason = "disconnected"
         try:
