@@ -168,6 +168,8 @@ class Session:
         status = self._status(device)
         status.state = state
         status.detail = detail
+        if state in (DeviceState.LOST, DeviceState.DISCONNECTED):
+            self._break_trends(device)
         if state is DeviceState.CONNECTED:
             status.stale = False
             # the staleness watchdog counts from the connection, not from the last old sample
@@ -232,6 +234,20 @@ class Session:
         if self._sink is not None:
             self._sink.add_waveform(w)
 
+    def _break_trends(self, device: str) -> None:
+        """Put a gap (NaN) in the live trends this device feeds, so no line bridges a lost spell.
+
+        Only the display buffers get it: the record keeps what was received, and the gap in the
+        record is the device events (lost, connected) around it.
+        """
+        now = self.clock.monotonic()
+        for param, latest in self.latest.items():
+            trend = self.trends.get(param)
+            if latest.device == device and trend is not None:
+                last = trend.last()
+                if last is not None and not np.isnan(last[1]):
+                    trend.append(now, None)
+
     def _ingest_bp(self, bp: BloodPressure) -> None:
         key = (bp.device, bp.measured_wall, bp.systolic, bp.diastolic, bp.mean)
         if bp.measured_wall is not None and key in self._bp_seen:
@@ -261,6 +277,7 @@ class Session:
             last = status.counters.last_data_mono
             if last is not None and now - last >= self._stale_after:
                 status.stale = True
+                self._break_trends(device)
                 self._device_note(device, f"no data for {now - last:.0f} s")
         if self._sink is not None:
             try:

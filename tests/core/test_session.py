@@ -245,3 +245,18 @@ def test_blood_pressure_readings_are_kept_recorded_once_and_announced() -> None:
     assert session.bp_readings == [old, fresh]
     assert sink.bps == [old, fresh]
     assert [e.reading for e in seen if isinstance(e, BloodPressureTaken)] == [old, fresh]
+
+
+def test_a_lost_device_breaks_its_trends_but_records_no_fake_sample() -> None:
+    clock = FakeClock()
+    sink = ListSink()
+    session = Session(clock, sink)
+    session.device_state("AA", DeviceState.CONNECTED)
+    session.ingest([num(clock, Param.SPO2, 97, "AA"), num(clock, Param.PULSE_RATE, 70, "BB")])
+    clock.advance(2)
+    session.device_state("AA", DeviceState.LOST, "link lost")
+    session.device_state("AA", DeviceState.LOST, "still lost")  # one gap is enough
+    t, v = session.trends[Param.SPO2].arrays()
+    assert len(v) == 2 and np.isnan(v[1]) and t[1] == clock.monotonic()
+    assert len(session.trends[Param.PULSE_RATE]) == 1  # another device's trend is untouched
+    assert len(sink.numerics) == 2  # the gap is display only
