@@ -19,6 +19,8 @@ class VitalsPoint:
     SpO2 (%) and pulse (/min) are whole numbers, PI (%) has one decimal, as a fingertip oximeter
     reports them. None means "no valid value" (sensor off). `artefact` marks motion artefact (the
     values are unreliable); `in_range` False means the wearable is out of radio range.
+    `systolic`/`diastolic`/`mean` (whole mmHg) are what a cuff would read if it measured now; the
+    oximeter's sensor-off and artefact episodes do not touch them (the cuff is a separate device).
     """
 
     spo2: float | None
@@ -28,6 +30,9 @@ class VitalsPoint:
     battery: int
     artefact: bool = False
     in_range: bool = True
+    systolic: float | None = None
+    diastolic: float | None = None
+    mean: float | None = None
 
 
 class Channel(IntEnum):
@@ -43,6 +48,10 @@ class Channel(IntEnum):
     EXCURSION = 8
     ARTEFACT_PULSE = 9
     ARTEFACT_SPO2 = 10
+    SYSTOLIC_SLOW = 11
+    SYSTOLIC_FAST = 12
+    DIASTOLIC_SLOW = 13
+    DIASTOLIC_FAST = 14
 
 
 @lru_cache(maxsize=4096)
@@ -73,6 +82,8 @@ class Draft:
     sensor_off: bool = False
     artefact: bool = False
     in_range: bool = True
+    systolic: float = 120.0
+    diastolic: float = 78.0
 
 
 class Noise:
@@ -103,6 +114,24 @@ class Baseline:
     pi_fast: float = 0.2
     battery_start: float = 95.0
     battery_drain_per_s: float = 1.0 / 360.0  # 1 % every 6 minutes
+    systolic: float = 120.0
+    systolic_slow: float = 4.0
+    systolic_fast: float = 2.0
+    diastolic: float = 78.0
+    diastolic_slow: float = 3.0
+    diastolic_fast: float = 1.5
+    #: Ketamine's pressor response peaks ~40 min after the dose and lasts ~4 h (kap-session.md,
+    #: "Monitoring"): a gamma-shaped rise, rise(x) = peak · x · e^(1 − x) with x = (t − dose) / 40 min.
+    bp_peak_after_s: float = 40 * 60.0
+    systolic_peak_rise: float = 14.0
+    diastolic_peak_rise: float = 8.0
+
+    def pressor_rise(self, t: float) -> float:
+        """0 before the dose, 1 at the peak (`bp_peak_after_s` after it), ~0.04 four hours later."""
+        if t <= self.dose_at_s:
+            return 0.0
+        x = (t - self.dose_at_s) / self.bp_peak_after_s
+        return x * math.exp(1.0 - x)
 
     def spo2_at(self, t: float, noise: Noise) -> float:
         return (
@@ -127,7 +156,27 @@ class Baseline:
             + self.pi_fast * noise(Channel.PI_FAST, t, 2.0)
         )
         battery = self.battery_start - self.battery_drain_per_s * t
-        return Draft(spo2=self.spo2_at(t, noise), pulse=pulse, pi=pi, battery=battery)
+        pressor = self.pressor_rise(t)
+        systolic = (
+            self.systolic
+            + self.systolic_slow * noise(Channel.SYSTOLIC_SLOW, t, 300.0)
+            + self.systolic_fast * noise(Channel.SYSTOLIC_FAST, t, 20.0)
+            + self.systolic_peak_rise * pressor
+        )
+        diastolic = (
+            self.diastolic
+            + self.diastolic_slow * noise(Channel.DIASTOLIC_SLOW, t, 300.0)
+            + self.diastolic_fast * noise(Channel.DIASTOLIC_FAST, t, 20.0)
+            + self.diastolic_peak_rise * pressor
+        )
+        return Draft(
+            spo2=self.spo2_at(t, noise),
+            pulse=pulse,
+            pi=pi,
+            battery=battery,
+            systolic=systolic,
+            diastolic=diastolic,
+        )
 
 
 class Episode(Protocol):
@@ -265,8 +314,23 @@ class Scenario:
             episode.apply(t_seconds, draft, self._noise, self.baseline)
         # a level is shown until it is fully used up: 95 % for the whole first drain step
         battery = int(min(100.0, max(0.0, math.ceil(draft.battery - 1e-9))))
+        systolic = float(min(260, max(60, round(draft.systolic))))
+        diastolic = float(min(systolic - 10, max(30, round(draft.diastolic))))
+        # MAP ≈ diastolic + a third of the pulse pressure, as oscillometric cuffs report it
+        mean = float(round(diastolic + (systolic - diastolic) / 3.0))
         if draft.sensor_off:
-            return VitalsPoint(None, None, None, True, battery, draft.artefact, draft.in_range)
+            return VitalsPoint(
+                None,
+                None,
+                None,
+                True,
+                battery,
+                draft.artefact,
+                draft.in_range,
+                systolic=systolic,
+                diastolic=diastolic,
+                mean=mean,
+            )
         return VitalsPoint(
             spo2=float(min(100, max(0, round(draft.spo2)))),
             pulse=float(min(300, max(0, round(draft.pulse)))),
@@ -275,6 +339,9 @@ class Scenario:
             battery=battery,
             artefact=draft.artefact,
             in_range=draft.in_range,
+            systolic=systolic,
+            diastolic=diastolic,
+            mean=mean,
         )
 
 
@@ -330,6 +397,15 @@ def disconnect_return(seed: int) -> Scenario:
     )
 
 
+def hypertensive_peak(seed: int) -> Scenario:
+    return Scenario(
+        "hypertensive_peak",
+        seed,
+        baseline=replace(Baseline(), systolic_peak_rise=55.0, diastolic_peak_rise=27.0),
+        description="BP rises after the dose to ~175/105 mmHg at ~40 min, then settles over hours",
+    )
+
+
 SCENARIOS: dict[str, Callable[[int], Scenario]] = {
     "normal": normal,
     "desaturation": desaturation,
@@ -339,4 +415,5 @@ SCENARIOS: dict[str, Callable[[int], Scenario]] = {
     "low_battery": low_battery,
     "artefact": artefact,
     "disconnect_return": disconnect_return,
+    "hypertensive_peak": hypertensive_peak,
 }

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices.emulated.scenario import SCENARIOS, Scenario, VitalsPoint, desaturation, normal, sensor_off
+from devices.emulated.scenario import (
+    SCENARIOS,
+    Baseline,
+    Scenario,
+    VitalsPoint,
+    desaturation,
+    hypertensive_peak,
+    normal,
+    sensor_off,
+)
 
 
 def test_same_seed_same_series_regardless_of_call_order() -> None:
@@ -87,7 +98,11 @@ def test_sensor_off_window_has_no_values() -> None:
     for t in range(0, 150):
         point = scenario.at(t)
         if 60 <= t < 90:
-            assert point == VitalsPoint(None, None, None, True, point.battery)
+            # the oximeter's values are gone; the cuff (a separate device) still reads a pressure
+            assert replace(point, systolic=None, diastolic=None, mean=None) == VitalsPoint(
+                None, None, None, True, point.battery
+            )
+            assert point.systolic is not None and point.diastolic is not None
         else:
             assert not point.sensor_off
             assert point.spo2 is not None and point.pulse is not None and point.pi is not None
@@ -134,3 +149,80 @@ def test_any_point_is_plausible_and_repeatable(name: str, seed: int, t: float) -
         assert point.spo2 is not None and 50 <= point.spo2 <= 100
         assert point.pulse is not None and 25 <= point.pulse <= 200
         assert point.pi is not None and 0.0 <= point.pi <= 20.0
+    assert point.systolic is not None and point.diastolic is not None and point.mean is not None
+    assert 60 <= point.systolic <= 260 and 30 <= point.diastolic <= point.systolic - 10
+    assert point.diastolic < point.mean < point.systolic
+    assert point.systolic == int(point.systolic) and point.diastolic == int(point.diastolic)
+
+
+# -- blood pressure ---------------------------------------------------------------------------------
+def bp_mean(scenario: Scenario, start_s: float, end_s: float, step_s: float = 30.0) -> tuple[float, float]:
+    """Mean systolic and diastolic over [start, end), sampled every `step_s`."""
+    points = [scenario.at(start_s + i * step_s) for i in range(int((end_s - start_s) / step_s))]
+    sys_values = [p.systolic for p in points if p.systolic is not None]
+    dia_values = [p.diastolic for p in points if p.diastolic is not None]
+    assert len(sys_values) == len(dia_values) == len(points)
+    return statistics.mean(sys_values), statistics.mean(dia_values)
+
+
+def test_baseline_bp_is_about_120_over_78_with_noise() -> None:
+    for seed in (1, 2, 3):
+        scenario = normal(seed)
+        points = [scenario.at(float(t)) for t in range(0, 30)]  # before the dose at 30 s
+        for p in points:
+            assert p.systolic is not None and 108 <= p.systolic <= 132
+            assert p.diastolic is not None and 70 <= p.diastolic <= 86
+            assert p.mean is not None and p.mean == round(p.diastolic + (p.systolic - p.diastolic) / 3)
+    # noise, not a constant: over the first hour the readings vary
+    systolics = {normal(4).at(float(t)).systolic for t in range(0, 3600, 60)}
+    assert len(systolics) >= 6
+
+
+def test_pressor_rise_peaks_at_40_minutes_after_the_dose_and_fades() -> None:
+    base = Baseline()
+    peak = base.dose_at_s + 40 * 60
+    assert base.pressor_rise(base.dose_at_s) == 0.0
+    assert base.pressor_rise(peak) == pytest.approx(1.0)
+    assert base.pressor_rise(peak - 600) < 1.0 and base.pressor_rise(peak + 600) < 1.0
+    assert base.pressor_rise(base.dose_at_s + 4 * 3600) < 0.1  # settled after ~4 h (kap-session.md)
+    assert math.isclose(max(base.pressor_rise(base.dose_at_s + m * 60) for m in range(0, 240)), 1.0)
+
+
+def test_normal_bp_rises_modestly_after_the_dose_then_settles() -> None:
+    for seed in (1, 5):
+        scenario = normal(seed)
+        before = bp_mean(scenario, 0, 30, 1)
+        peak = bp_mean(scenario, 35 * 60, 45 * 60)
+        late = bp_mean(scenario, 4 * 3600, 4.5 * 3600)
+        assert peak[0] > before[0] + 5 and peak[1] > before[1] + 2
+        assert peak[0] < 145 and peak[1] < 95
+        assert late[0] < peak[0] - 5
+
+
+def test_hypertensive_peak_reaches_about_175_over_105_at_40_minutes() -> None:
+    for seed in (1, 2, 3):
+        scenario = hypertensive_peak(seed)
+        calm = normal(seed)
+        assert [scenario.at(t) for t in range(0, 30)] == [calm.at(t) for t in range(0, 30)]
+        sys_peak, dia_peak = bp_mean(scenario, 35 * 60, 45 * 60)
+        assert 165 <= sys_peak <= 185 and 98 <= dia_peak <= 112
+        # the highest readings fall around 40 min, not at the start or end of the session
+        readings = [(scenario.at(float(t)).systolic or 0.0, t) for t in range(0, 3 * 3600, 60)]
+        assert 25 * 60 <= max(readings)[1] <= 60 * 60
+        late = bp_mean(scenario, 4 * 3600, 4.5 * 3600)
+        assert late[0] < 140 and late[1] < 90
+
+
+def test_bp_does_not_change_the_oximeter_values_of_existing_scenarios() -> None:
+    """Adding BP must not move SpO2/pulse/PI/battery: values pinned from the scenario before BP existed."""
+    pinned = {
+        ("normal", 0.0): (98.0, 76.0, 2.3, 95),
+        ("normal", 150.0): (97.0, 78.0, 2.5, 95),
+        ("normal", 777.5): (98.0, 81.0, 4.4, 93),
+        ("normal", 3000.0): (98.0, 79.0, 3.3, 87),
+        ("desaturation", 150.0): (90.0, 81.0, 2.5, 95),
+        ("desaturation", 200.0): (82.0, 83.0, 4.1, 95),
+    }
+    for (name, t), expected in pinned.items():
+        p = SCENARIOS[name](7).at(t)
+        assert (p.spo2, p.pulse, p.pi, p.battery) == expected, (name, t)
