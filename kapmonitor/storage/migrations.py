@@ -180,6 +180,132 @@ def m0002_blood_pressure(db: Database) -> None:
     _run(db, _SCHEMA_2, 2)
 
 
+_APPEND_ONLY_3 = ("observations", "phase_changes", "decisions")
+
+_SCHEMA_3 = [
+    # The new-session data, one row per session; clinicians and concomitant medicines are JSON lists.
+    # Editable until the session ends (a lot number is often entered late): save_details replaces it.
+    """CREATE TABLE session_details (
+        session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+        patient TEXT NOT NULL CHECK (length(trim(patient)) > 0),
+        clinicians TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(clinicians)),
+        protocol TEXT NOT NULL,
+        planned_dose_mg REAL CHECK (planned_dose_mg IS NULL OR planned_dose_mg > 0),
+        route TEXT NOT NULL,
+        lot TEXT NOT NULL DEFAULT '',
+        concomitant TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(concomitant)),
+        created_utc REAL NOT NULL,
+        updated_utc REAL NOT NULL
+    )""",
+    "CREATE INDEX session_details_by_patient ON session_details (patient, created_utc)",
+    # Observations: pressed_* is the key press (the observation's time), saved_* the commit. `seq`
+    # shares the session's counter with the Recorder's tables (one log order). A correction is a
+    # new row whose `amends` names the row it corrects, in the same session.
+    f"""CREATE TABLE observations (
+        id INTEGER PRIMARY KEY,
+        {_SESSION_FK},
+        seq INTEGER NOT NULL,
+        code TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        scale TEXT CHECK (scale IS NULL OR scale IN ('moaas', 'rass', 'cadss6')),
+        score INTEGER,
+        items TEXT CHECK (items IS NULL OR json_valid(items)),
+        dose_mg REAL CHECK (dose_mg IS NULL OR dose_mg > 0),
+        pressed_mono REAL NOT NULL,
+        pressed_utc REAL NOT NULL,
+        saved_mono REAL NOT NULL,
+        saved_utc REAL NOT NULL,
+        author TEXT NOT NULL CHECK (length(trim(author)) > 0),
+        amends INTEGER REFERENCES observations(id),
+        UNIQUE (session_id, seq),
+        CHECK ((scale IS NULL) = (score IS NULL)),
+        CHECK (scale IS NOT 'moaas' OR score BETWEEN 0 AND 5),
+        CHECK (scale IS NOT 'rass' OR score BETWEEN -5 AND 4),
+        CHECK (scale IS NOT 'cadss6' OR score BETWEEN 0 AND 24)
+    )""",
+    "CREATE INDEX observations_by_time ON observations (session_id, pressed_utc)",
+    """CREATE TRIGGER observations_amend_same_session BEFORE INSERT ON observations
+       WHEN NEW.amends IS NOT NULL AND NOT EXISTS
+            (SELECT 1 FROM observations WHERE id = NEW.amends AND session_id = NEW.session_id)
+       BEGIN SELECT RAISE(ABORT, 'an amendment must correct an observation of the same session'); END""",
+    f"""CREATE TABLE phase_changes (
+        id INTEGER PRIMARY KEY,
+        {_SESSION_FK},
+        seq INTEGER NOT NULL,
+        mono REAL NOT NULL,
+        t_utc REAL NOT NULL,
+        from_phase TEXT NOT NULL,
+        to_phase TEXT NOT NULL,
+        who TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        UNIQUE (session_id, seq)
+    )""",
+    # BP-gate decisions, overrides (rest between devices, extra device, early end), the baseline
+    # taken, discharge checklist items and the ready-to-leave time.
+    f"""CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        {_SESSION_FK},
+        seq INTEGER NOT NULL,
+        mono REAL NOT NULL,
+        t_utc REAL NOT NULL,
+        kind TEXT NOT NULL,
+        choice TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        who TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        UNIQUE (session_id, seq)
+    )""",
+    # Append-only, like the audit trail (design.md, "Storage").
+    *(
+        f"""CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t}
+            BEGIN SELECT RAISE(ABORT, '{t} is append-only: {op} refused'); END"""
+        for t in _APPEND_ONLY_3
+        for op in ("UPDATE", "DELETE")
+    ),
+]
+
+
+@_migration("0003_session_log")
+def m0003_session_log(db: Database) -> None:
+    """Session details, append-only observations, phase changes and decisions."""
+    _run(db, _SCHEMA_3, 3)
+
+
+_SCHEMA_4 = [
+    # Every alarm transition (raised, acknowledged, latched, cleared, reminder, escalated, pause...)
+    # with the value that caused it (raised) or the latest value (later events). alarm_id ties the
+    # events of one alarm together; who and when of operator actions are in the audit table.
+    f"""CREATE TABLE alarm_events (
+        {_SESSION_FK},
+        seq INTEGER NOT NULL,
+        mono REAL NOT NULL,
+        t_utc REAL NOT NULL,
+        event TEXT NOT NULL,
+        alarm_id INTEGER,
+        alarm_key TEXT NOT NULL DEFAULT '',
+        state TEXT,
+        priority TEXT CHECK (priority IS NULL OR priority IN ('low', 'medium', 'high')),
+        param TEXT,
+        message TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '',
+        value REAL,
+        {_EVENT_KEY}
+    )""",
+    "CREATE INDEX alarm_events_by_alarm ON alarm_events (session_id, alarm_id, seq)",
+    # the alarm record is evidence: append-only like the audit trail
+    """CREATE TRIGGER alarm_events_no_update BEFORE UPDATE ON alarm_events
+       BEGIN SELECT RAISE(ABORT, 'alarm_events is append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER alarm_events_no_delete BEFORE DELETE ON alarm_events
+       BEGIN SELECT RAISE(ABORT, 'alarm_events is append-only: DELETE refused'); END""",
+]
+
+
+@_migration("0004_alarm_events")
+def m0004_alarm_events(db: Database) -> None:
+    """The alarm record: every transition of every alarm, append-only."""
+    _run(db, _SCHEMA_4, 4)
+
+
 def migration_names() -> list[str]:
     """The names of all migrations this version knows, in number order."""
     return list(_names)

@@ -209,6 +209,34 @@ def blood_pressure(db: Database, session_id: str) -> list[BloodPressure]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class AlarmEventRow:
+    """One row of `alarm_events`: a transition of an alarm (or of the alarm system, alarm_id None)."""
+
+    seq: int
+    mono: float
+    t_utc: float
+    event: str
+    alarm_id: int | None
+    alarm_key: str
+    state: str | None
+    priority: str | None
+    param: str | None
+    message: str
+    detail: str
+    value: float | None
+
+
+def alarm_events(db: Database, session_id: str) -> list[AlarmEventRow]:
+    """A session's alarm transitions in log (seq) order."""
+    rows = db.execute(
+        "SELECT seq, mono, t_utc, event, alarm_id, alarm_key, state, priority, param, message, detail, value "
+        "FROM alarm_events WHERE session_id = ? ORDER BY seq",
+        (session_id,),
+    ).fetchall()
+    return [AlarmEventRow(*r) for r in rows]
+
+
 def malformed_packets(db: Database, session_id: str) -> list[MalformedRow]:
     """A session's refused packets with their bytes, in log (seq) order."""
     rows = db.execute(

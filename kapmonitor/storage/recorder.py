@@ -13,6 +13,7 @@ import numpy.typing as npt
 from sqlite_utils import Database
 
 import kapmonitor
+from kapmonitor.alarms.model import Transition
 from kapmonitor.clock import Clock
 from kapmonitor.measurements import BloodPressure, DeviceEvent, DeviceInfo, MalformedPacket, Numeric, Waveform
 
@@ -52,6 +53,10 @@ _SQL_BP = (
     "INSERT OR IGNORE INTO blood_pressure (session_id, seq, mono, t_utc, measured_utc, systolic, "
     "diastolic, mean, pulse, status, stored, user_id, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_SQL_ALARM = (
+    "INSERT INTO alarm_events (session_id, seq, mono, t_utc, event, alarm_id, alarm_key, state, priority, "
+    "param, message, detail, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SQL_DEVICE = "INSERT OR REPLACE INTO devices (session_id, device, name, kind) VALUES (?, ?, ?, ?)"
 _EVENT_TABLES: Final = (
     "numerics",
@@ -60,6 +65,11 @@ _EVENT_TABLES: Final = (
     "malformed_packets",
     "audit",
     "blood_pressure",
+    "alarm_events",
+    # the session log's tables (migration 0003, written by storage.session_log.SessionLog)
+    "observations",
+    "phase_changes",
+    "decisions",
 )
 
 type _Row = tuple[object, ...]
@@ -132,6 +142,7 @@ class Recorder:
         self._device_events: list[_Row] = []
         self._malformed: list[_Row] = []
         self._bp: list[_Row] = []
+        self._alarms: list[_Row] = []
         self._devices: dict[str, _Row] = {}
         self._acc: dict[tuple[str, str], _Chunk] = {}
 
@@ -154,6 +165,7 @@ class Recorder:
             + len(self._device_events)
             + len(self._malformed)
             + len(self._bp)
+            + len(self._alarms)
             + len(self._devices)
         )
 
@@ -236,6 +248,12 @@ class Recorder:
             raise RuntimeError(f"session {self._session_id} has ended")
         return self._session_id
 
+    def next_seq(self) -> int:
+        """Hand out the session's next seq to another writer (the SessionLog), so that every table
+        shares one log order without collisions."""
+        self._require_session()
+        return self._next_seq()
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
@@ -317,6 +335,27 @@ class Recorder:
                 int(bp.stored),
                 bp.user_id,
                 bp.device,
+            )
+        )
+
+    def add_alarm_transition(self, t: Transition, value: float | None = None) -> None:
+        """Buffer an alarm transition (raised, acknowledged, cleared, paused...) with its value."""
+        sid = self._require_session()
+        self._alarms.append(
+            (
+                sid,
+                self._next_seq(),
+                t.mono,
+                t.wall,
+                t.event.value,
+                t.alarm_id,
+                t.key,
+                None if t.state is None else t.state.value,
+                None if t.priority is None else t.priority.name.lower(),
+                None if t.param is None else str(t.param),
+                t.message,
+                t.detail,
+                value,
             )
         )
 
@@ -404,6 +443,8 @@ class Recorder:
                     conn.executemany(_SQL_MALFORMED, self._malformed)
                 if self._bp:
                     conn.executemany(_SQL_BP, self._bp)
+                if self._alarms:
+                    conn.executemany(_SQL_ALARM, self._alarms)
                 if self._devices:
                     conn.executemany(_SQL_DEVICE, list(self._devices.values()))
         except sqlite3.Error as exc:
@@ -416,6 +457,7 @@ class Recorder:
         self._device_events = []
         self._malformed = []
         self._bp = []
+        self._alarms = []
         self._devices = {}
         return rows
 
