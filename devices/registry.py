@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import tzlocal
+
+from devices.bp.driver import bp_spec
 from devices.driver import DriverSpec
+from devices.hr.driver import hr_spec
 from devices.plx.driver import plx_spec
 
 #: The roles a device can fill at the bedside; a session connects one device per role.
@@ -28,6 +32,9 @@ class Supported:
 #: Adding a device is a parser, a driver spec, one row here, captured bytes and tests (design.md).
 REGISTRY: list[Supported] = [
     Supported("plx", OXIMETER, "Pulse Oximeter profile 0x1822", plx_spec),
+    # a cuff's clock shows the workstation's local time (docs/devices/bp.md)
+    Supported("bp-sig", BP_CUFF, "Blood Pressure profile 0x1810", lambda: bp_spec(tzlocal.get_localzone())),
+    Supported("hr-sig", HR_STRAP, "Heart Rate profile 0x180D", hr_spec),
 ]
 
 

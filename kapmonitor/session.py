@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from kapmonitor.alarms import AlarmEngine, AuditEntry, TechnicalCondition, Transition
 from kapmonitor.clock import Clock
 from kapmonitor.measurements import (
     BloodPressure,
@@ -44,6 +45,8 @@ class Sink(Protocol):
     def add_blood_pressure(self, bp: BloodPressure) -> None: ...
     def add_device_event(self, e: DeviceEvent) -> None: ...
     def add_malformed(self, m: MalformedPacket) -> None: ...
+    def add_audit(self, who: str, action: str, detail: str = "") -> None: ...
+    def add_alarm_transition(self, t: Transition, value: float | None = None) -> None: ...
     def maybe_flush(self) -> bool: ...
 
 
@@ -76,7 +79,14 @@ class BloodPressureTaken:
     reading: BloodPressure
 
 
-SessionEvent = NumericsChanged | DeviceChanged | RecordingProblem | BloodPressureTaken
+@dataclass(frozen=True, slots=True)
+class AlarmChanged:
+    """The alarm engine changed something (raised, acknowledged, paused, cleared...)."""
+
+    transition: Transition
+
+
+SessionEvent = NumericsChanged | DeviceChanged | RecordingProblem | BloodPressureTaken | AlarmChanged
 Listener = Callable[[SessionEvent], None]
 
 
@@ -99,6 +109,7 @@ class Session:
         clock: Clock,
         sink: Sink | None = None,
         *,
+        alarms: AlarmEngine | None = None,
         stale_after_s: float = STALE_AFTER_S,
         trend_capacity: int = TREND_CAPACITY,
     ) -> None:
@@ -113,6 +124,11 @@ class Session:
         self.waves: dict[str, RingBuffer] = {}
         self.devices: dict[str, DeviceStatus] = {}
         self._listeners: list[Listener] = []
+        #: The alarm engine this session feeds (None: no alarms, e.g. in unit tests of the buffers).
+        self.alarms = alarms
+        if alarms is not None:
+            alarms.subscribe(self._on_alarm_transition)
+            alarms.subscribe_audit(self._on_audit)
         #: Every blood-pressure reading of the session in arrival order (stored ones included).
         self.bp_readings: list[BloodPressure] = []
         self._bp_seen: set[tuple[str, float | None, float | None, float | None, float | None]] = set()
@@ -178,6 +194,10 @@ class Session:
         if self._sink is not None:
             self._sink.add_device_event(event)
         self._emit(DeviceChanged(event))
+        if self.alarms is not None:
+            self.alarms.on_device_state(device, state, detail)
+            if state is not DeviceState.CONNECTED:
+                self.alarms.set_technical(TechnicalCondition.NO_DATA, device, False)
 
     def malformed(self, packet: MalformedPacket) -> None:
         """Count and log a packet a parser refused; it never reaches a buffer or plot."""
@@ -205,9 +225,13 @@ class Session:
             if status.stale:
                 status.stale = False
                 self._device_note(m.device, "data resumed")
+                if self.alarms is not None:
+                    self.alarms.set_technical(TechnicalCondition.NO_DATA, m.device, False)
             if isinstance(m, Numeric):
                 self._ingest_numeric(m)
                 numerics.append(m)
+                if self.alarms is not None:
+                    self.alarms.on_numeric(m)
             elif isinstance(m, Waveform):
                 self._ingest_wave(m)
             else:
@@ -258,6 +282,8 @@ class Session:
         if self._sink is not None:
             self._sink.add_blood_pressure(bp)
         self._emit(BloodPressureTaken(bp))
+        if self.alarms is not None:
+            self.alarms.on_blood_pressure(bp)
 
     def _device_note(self, device: str, detail: str) -> None:
         status = self._status(device)
@@ -279,6 +305,18 @@ class Session:
                 status.stale = True
                 self._break_trends(device)
                 self._device_note(device, f"no data for {now - last:.0f} s")
+                if self.alarms is not None:
+                    self.alarms.set_technical(
+                        TechnicalCondition.NO_DATA,
+                        device,
+                        True,
+                        f"{status.info.name}: no data for {now - last:.0f} s",
+                    )
+        if self.alarms is not None:
+            try:
+                self.alarms.tick()
+            except Exception:  # pragma: no cover - the engine logs its own listener errors
+                log.exception("alarm engine tick failed")
         if self._sink is not None:
             try:
                 flushed = self._sink.maybe_flush()
@@ -290,6 +328,27 @@ class Session:
                 if flushed and self.recording_error is not None:
                     self.recording_error = None
                     self._emit(RecordingProblem(ok=True, detail="recording resumed"))
+
+    def _on_alarm_transition(self, transition: Transition) -> None:
+        if self._sink is not None:
+            value = None
+            alarm = None
+            if self.alarms is not None and transition.alarm_id is not None:
+                alarm = self.alarms.alarm(transition.alarm_id)
+            if alarm is not None:
+                # the value that caused it when raised; the latest (worst for the record) afterwards
+                value = alarm.trigger_value if transition.event == "raised" else alarm.last_value
+            self._sink.add_alarm_transition(transition, value)
+        self._emit(AlarmChanged(transition))
+
+    def _on_audit(self, entry: AuditEntry) -> None:
+        # acknowledgements, pauses, alarm-off and limit changes are committed at once with who/when
+        if self._sink is not None:
+            try:
+                self._sink.add_audit(entry.who, entry.action, entry.detail)
+            except Exception:
+                log.exception("could not write the audit entry %r", entry)
+                raise
 
     def is_stale(self, device: str) -> bool:
         status = self.devices.get(device)

@@ -138,18 +138,19 @@ def make_clock(opts: Options) -> Clock:
     return SystemClock()
 
 
-def _make_demo(opts: Options) -> Demo | None:
+def _make_demo(opts: Options, clock: Clock) -> Demo | None:
     if not opts.demo:
         return None
     from ui.demo import Demo
 
-    return Demo(scenario=opts.scenario, seed=opts.seed, speed=opts.speed)
+    return Demo(clock, scenario=opts.scenario, seed=opts.seed, speed=opts.speed)
 
 
 # ---------------------------------------------------------------------------- commands
 async def record(opts: Options, clock: Clock | None = None) -> str:
     """Run the pipeline without a window for `opts.minutes` of wall time; return the session id."""
-    monitor = Monitor(clock or make_clock(opts), opts.db, _make_demo(opts))
+    clock = clock or make_clock(opts)
+    monitor = Monitor(clock, opts.db, _make_demo(opts, clock))
     print(f"recording session {monitor.session_id} to {opts.db} for {opts.minutes:g} min", flush=True)
     await monitor.start()
     status: Literal["completed", "interrupted"] = "completed"
@@ -192,7 +193,8 @@ def _run_qt(opts: Options) -> int:
     app.setQuitOnLastWindowClosed(False)
 
     async def main() -> int:
-        monitor = Monitor(make_clock(opts), opts.db, _make_demo(opts))
+        clock = make_clock(opts)
+        monitor = Monitor(clock, opts.db, _make_demo(opts, clock))
         window = MainWindow(monitor.session)
         window.setWindowTitle(f"kapmonitor — session {monitor.session_id}" + (" — DEMO" if opts.demo else ""))
         window.resize(1600, 900)

@@ -4,42 +4,73 @@ from __future__ import annotations
 
 import logging
 
+import tzlocal
+
 from devices._ble.bumble_backend import bumble_backends
 from devices._ble.link import ClientBackend, ScannerBackend
+from devices.emulated.bp_cuff import EmulatedBPCuff
+from devices.emulated.hr_strap import EmulatedHeartRateStrap
 from devices.emulated.plx_oximeter import EmulatedPlxOximeter
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import SCENARIOS
+from kapmonitor.clock import Clock
 
 log = logging.getLogger(__name__)
+
+#: The demo cuff measures on its own every this many scenario minutes (kap-session.md: BP at
+#: intervals; procedural sedation uses 5-15 min).
+DEMO_BP_INTERVAL_MIN = 10.0
 
 
 class Demo:
     """Starts the emulated devices for `--demo`; the app then connects to them through bleak."""
 
-    def __init__(self, *, scenario: str = "normal", seed: int = 1, speed: float = 1.0) -> None:
+    def __init__(self, clock: Clock, *, scenario: str = "normal", seed: int = 1, speed: float = 1.0) -> None:
         if scenario not in SCENARIOS:
             known = ", ".join(sorted(SCENARIOS))
             raise ValueError(f"unknown scenario {scenario!r}; choose one of: {known}")
+        self.clock = clock
         self.scenario_name = scenario
         self.seed = seed
         self.speed = speed
         self.radio: VirtualRadio | None = None
         self.oximeter: EmulatedPlxOximeter | None = None
+        self.cuff: EmulatedBPCuff | None = None
+        self.strap: EmulatedHeartRateStrap | None = None
 
     async def start(self) -> tuple[ScannerBackend, ClientBackend]:
         """Power the virtual radio, start the wearables; return the bleak backend classes."""
         self.radio = VirtualRadio()
         await self.radio.start()
-        self.oximeter = EmulatedPlxOximeter(
-            self.radio, SCENARIOS[self.scenario_name](self.seed), speed=self.speed
+        scenario = SCENARIOS[self.scenario_name](self.seed)
+        self.oximeter = EmulatedPlxOximeter(self.radio, scenario, speed=self.speed)
+        self.cuff = EmulatedBPCuff(
+            self.radio,
+            scenario,
+            speed=self.speed,
+            epoch=self.clock.wall(),  # scenario time 0 is now on the session's clock
+            tz=tzlocal.get_localzone(),
+            interval_min=DEMO_BP_INTERVAL_MIN,
         )
+        self.strap = EmulatedHeartRateStrap(self.radio, scenario, speed=self.speed)
         await self.oximeter.start()
-        log.info("demo: emulated PLX oximeter %s, scenario %s", self.oximeter.address, self.scenario_name)
+        await self.cuff.start()
+        await self.strap.start()
+        log.info(
+            "demo: scenario %s (seed %d, speed %g): oximeter %s, BP cuff %s, HR strap %s",
+            self.scenario_name,
+            self.seed,
+            self.speed,
+            self.oximeter.address,
+            self.cuff.address,
+            self.strap.address,
+        )
         return bumble_backends(self.radio)
 
     async def stop(self) -> None:
         """Stop the wearables and the radio."""
-        if self.oximeter is not None:
-            await self.oximeter.stop()
+        for device in (self.oximeter, self.cuff, self.strap):
+            if device is not None:
+                await device.stop()
         if self.radio is not None:
             await self.radio.close()

@@ -14,6 +14,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
+from devices.battery import ParseError as BatteryParseError
+from devices.battery import parse_battery_level
 from devices.driver import BATTERY_LEVEL, DEVICE_INFO_STRINGS, DeviceSink, DriverSpec, Subscription
 from kapmonitor.clock import Clock
 from kapmonitor.measurements import DeviceInfo, DeviceState, MalformedPacket, Numeric, Param
@@ -239,12 +241,20 @@ class DeviceLink:
         self.device_information = info
         if services.get_characteristic(BATTERY_LEVEL) is not None:
             try:
-                raw = await client.read_gatt_char(BATTERY_LEVEL)
-                if len(raw) >= 1 and raw[0] <= 100:
-                    mono, wall = self._clock.monotonic(), self._clock.wall()
-                    self._sink.ingest([Numeric(Param.BATTERY, float(raw[0]), mono, wall, self.device_id)])
+                level_bytes = bytes(await client.read_gatt_char(BATTERY_LEVEL))
             except (BleakError, TimeoutError) as exc:
                 log.info("%s: could not read the battery level: %s", self.device_id, exc)
+                return
+            mono, wall = self._clock.monotonic(), self._clock.wall()
+            try:
+                level = parse_battery_level(level_bytes)
+            except BatteryParseError as exc:
+                self.malformed += 1
+                self._sink.malformed(
+                    MalformedPacket(self.device_id, "Battery Level 0x2A19", level_bytes, str(exc), mono, wall)
+                )
+                return
+            self._sink.ingest([Numeric(Param.BATTERY, float(level), mono, wall, self.device_id)])
 
     def _describe(self) -> str:
         parts = [self.device_name]

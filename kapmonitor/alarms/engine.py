@@ -166,6 +166,7 @@ class AlarmEngine:
         self._tech: dict[tuple[TechnicalCondition, str], Alarm] = {}
         self._live: dict[int, _Live] = {}
         self._history: list[Alarm] = []
+        self._by_id: dict[int, Alarm] = {}
         self._audit: list[AuditEntry] = []
         self._next_id = 1
         self._first_data: dict[str, float] = {}
@@ -440,6 +441,7 @@ class AlarmEngine:
         )
         self._next_id += 1
         self._history.append(alarm)
+        self._by_id[alarm.id] = alarm
         self._live[alarm.id] = _Live(alarm, rule, escalate_due=now + self.escalate_after_s)
         return alarm
 
@@ -758,6 +760,10 @@ class AlarmEngine:
             if self.is_sounding(alarm):
                 return AudioSignal(alarm.id, alarm.priority, alarm.volume_step, alarm.message)
         return None
+
+    def alarm(self, alarm_id: int) -> Alarm | None:
+        """The record of one alarm (live or past) by id."""
+        return self._by_id.get(alarm_id)
 
     def history(self) -> list[Alarm]:
         """Every alarm ever raised, in raise order, with its times (cleared ones included)."""

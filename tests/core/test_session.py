@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 
+from kapmonitor.alarms import Transition
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import (
     BloodPressure,
@@ -32,6 +33,8 @@ class ListSink:
         self.events: list[DeviceEvent] = []
         self.malformed: list[MalformedPacket] = []
         self.flush_calls = 0
+        self.audit: list[tuple[str, str, str]] = []
+        self.transitions: list[tuple[Transition, float | None]] = []
 
     def add_device(self, info: DeviceInfo) -> None:
         self.devices.append(info)
@@ -50,6 +53,12 @@ class ListSink:
 
     def add_malformed(self, m: MalformedPacket) -> None:
         self.malformed.append(m)
+
+    def add_audit(self, who: str, action: str, detail: str = "") -> None:
+        self.audit.append((who, action, detail))
+
+    def add_alarm_transition(self, t: Transition, value: float | None = None) -> None:
+        self.transitions.append((t, value))
 
     def maybe_flush(self) -> bool:
         self.flush_calls += 1
