@@ -51,13 +51,16 @@ class DriverSpec:
     name_prefixes: tuple[str, ...] = ()
     #: characteristic -> bytes to write after subscribing (e.g. "start streaming" commands)
     start_commands: tuple[tuple[str, bytes], ...] = field(default=())
+    #: the service alone is not enough (a generic one, like the Nordic UART service): a name must match
+    name_required: bool = False
 
     def matches(self, name: str | None, service_uuids: Sequence[str]) -> bool:
         """Whether an advertisement belongs to this kind of device."""
+        named = bool(name) and any((name or "").startswith(p) for p in self.name_prefixes)
+        if self.name_required:
+            return named
         advertised = {u.lower() for u in service_uuids}
-        if any(u in advertised for u in self.service_uuids):
-            return True
-        return bool(name) and any((name or "").startswith(p) for p in self.name_prefixes)
+        return named or any(u in advertised for u in self.service_uuids)
 
 
 class DeviceSink(Protocol):

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import tzlocal
 
+from devices.berrymed.driver import berrymed_spec
 from devices.bp.driver import bp_spec
 from devices.driver import DriverSpec
 from devices.hr.driver import hr_spec
 from devices.plx.driver import plx_spec
+from devices.viatom.driver import viatom_spec
 
 #: The roles a device can fill at the bedside; a session connects one device per role.
 OXIMETER = "oximeter"
@@ -35,6 +37,10 @@ REGISTRY: list[Supported] = [
     # a cuff's clock shows the workstation's local time (docs/devices/bp.md)
     Supported("bp-sig", BP_CUFF, "Blood Pressure profile 0x1810", lambda: bp_spec(tzlocal.get_localzone())),
     Supported("hr-sig", HR_STRAP, "Heart Rate profile 0x180D", hr_spec),
+    # proprietary fingertip oximeters: most of what clinics buy (gatt.md). The Nordic UART service
+    # is used by other gadgets too, so the Viatom spec also needs one of its names.
+    Supported("viatom-pc60", OXIMETER, "Viatom/Lepu PC-60FW/NW", viatom_spec),
+    Supported("berrymed-bci", OXIMETER, "BerryMed BM1000 (BCI)", berrymed_spec),
 ]
 
 

@@ -281,7 +281,12 @@ class DeviceLink:
                     self._sink.malformed(packet)
                 except Exception:
                     log.exception("sink failed on a malformed packet")
-                return
+                # a stream decoder (Viatom, BerryMed) raises once per notification with a bad frame
+                # but hands over the good frames of the same notification: they are not lost
+                salvaged = getattr(exc, "measurements", None)
+                if not salvaged:
+                    return
+                measurements = salvaged
             self.packets += 1
             try:
                 self._sink.ingest(measurements)

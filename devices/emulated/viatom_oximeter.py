@@ -1,0 +1,217 @@
+"""An emulated Viatom PC-60FW: Nordic UART GATT server on the VirtualRadio streaming `AA 55` frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bumble import data_types, gatt
+from bumble.core import UUID, AdvertisingData, DataType
+from bumble.device import Connection, Device
+
+from devices.emulated.pleth import PlethSynth
+from devices.emulated.plx_oximeter import DEFAULT_ADVERTISING_INTERVAL_MS, EmulatedPlxOximeter
+from devices.emulated.radio import VirtualRadio
+from devices.emulated.scenario import Scenario, VitalsPoint
+from devices.viatom.parser import (
+    ENABLE_PARAMS,
+    ENABLE_WAVE,
+    PLETH_RATE_HZ,
+    PLETH_SAMPLES_PER_FRAME,
+    build_params,
+    build_pleth,
+)
+
+log = logging.getLogger(__name__)
+
+# Nordic UART service (gatt.md, "Proprietary oximeters")
+NUS_SERVICE = UUID("6e400001-b5a3-f393-e0a9-e50e24dcca9e", "Nordic UART")
+NUS_WRITE = UUID("6e400002-b5a3-f393-e0a9-e50e24dcca9e", "NUS RX (write)")
+NUS_NOTIFY = UUID("6e400003-b5a3-f393-e0a9-e50e24dcca9e", "NUS TX (notify)")
+
+DEFAULT_NAME = "PC-60FW"
+#: bytes per notification: the default ATT MTU of 23 leaves 20 (gatt.md)
+DEFAULT_CHUNK = 20
+
+
+class StreamingOximeter(EmulatedPlxOximeter):
+    """Shared machinery of the proprietary emulators: the PLX emulator's lifecycle, a faster tick.
+
+    Same API as EmulatedPlxOximeter (start/stop/vanish/come_back/go_away/inject/speed/sent).
+    Subclasses build their GATT table (storing the streaming characteristic where the base class
+    keeps its 0x2A5F characteristic, so that inject() and the `sent` log work unchanged), advertise,
+    and produce bytes in `_stream` once every `tick_s` scenario seconds.
+    """
+
+    tick_s = 1.0
+    service_uuid: UUID = NUS_SERVICE
+
+    def __init__(
+        self,
+        radio: VirtualRadio,
+        scenario: Scenario,
+        *,
+        name: str,
+        speed: float = 1.0,
+        advertising_interval_ms: float = DEFAULT_ADVERTISING_INTERVAL_MS,
+        address: str | None = None,
+        advertise_service: bool = True,
+        history: int = 1000,
+    ) -> None:
+        super().__init__(
+            radio,
+            scenario,
+            name=name,
+            speed=speed,
+            advertising_interval_ms=advertising_interval_ms,
+            address=address,
+            history=history,
+        )
+        self.advertise_service = advertise_service
+        self.ticks = 0
+
+    def _advertising_data(self) -> bytes:
+        flags = (
+            AdvertisingData.Flags.LE_GENERAL_DISCOVERABLE_MODE | AdvertisingData.Flags.BR_EDR_NOT_SUPPORTED
+        )
+        structures: list[DataType] = [data_types.Flags(flags)]
+        if self.advertise_service:
+            structures.append(data_types.CompleteListOf128BitServiceUUIDs([self.service_uuid]))
+        structures.append(data_types.CompleteLocalName(self.name))
+        return bytes(AdvertisingData(structures))
+
+    async def _run(self, at_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.tick_s / self.speed
+        started = loop.time()
+        tick = 0
+        while True:
+            t = at_s + tick * self.tick_s
+            try:
+                await self._tick_stream(t, tick)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the emulator keeps going, like a device would
+                log.exception("emulator: tick at t=%s failed", t)
+            tick += 1
+            self.ticks = tick
+            await asyncio.sleep(max(0.0, started + tick * period - loop.time()))
+
+    async def _tick_stream(self, t: float, tick: int) -> None:
+        point = self.scenario.at(t)
+        self._point = point
+        self.scenario_time = t
+        if not self._held_away:  # the scenario decides when the wearable is in range
+            if not point.in_range and self._present:
+                await self._leave(silent=self.silent_vanish)
+            elif point.in_range and not self._present:
+                await self._appear()
+        if not self._present:
+            return
+        self._battery = point.battery
+        await self._stream(t, tick, point)
+
+    async def _stream(self, t: float, tick: int, point: VitalsPoint) -> None:
+        raise NotImplementedError
+
+
+def battery_level(percent: int) -> int:
+    """Battery % → the 0–3 gauge of the PC-60 (quarters: <25 % → 0 … ≥75 % → 3)."""
+    return max(0, min(3, percent * 4 // 100))
+
+
+def params_frame(point: VitalsPoint) -> bytes:
+    """The type 0x01 frame for a scenario point; sensor off → probe-off bit and SpO2/PR/PI 0."""
+    if point.sensor_off or point.spo2 is None or point.pulse is None:
+        return build_params(
+            spo2=0, pulse_rate=0, pi_raw=0, probe_off=True, battery_level=battery_level(point.battery)
+        )
+    pi_raw = 0 if point.pi is None else max(0, min(255, round(point.pi * 10)))
+    return build_params(
+        spo2=int(point.spo2),
+        pulse_rate=int(point.pulse),
+        pi_raw=pi_raw,
+        battery_level=battery_level(point.battery),
+    )
+
+
+class EmulatedViatomOximeter(StreamingOximeter):
+    """A PC-60FW on the virtual radio: writes of the enable commands start the stream.
+
+    Every 0.1 scenario second it makes one pleth frame (5 samples, 50 Hz) and, once per scenario
+    second, a parameter frame; the frames go into one byte stream that is sent in `chunk_size`
+    pieces as soon as that many bytes wait, so frames share notifications and split across them.
+    Streaming stops (and the enables are forgotten) when no central is connected.
+    """
+
+    tick_s = PLETH_SAMPLES_PER_FRAME / PLETH_RATE_HZ  # one 5-sample pleth frame per tick
+    service_uuid = NUS_SERVICE
+
+    def __init__(
+        self,
+        radio: VirtualRadio,
+        scenario: Scenario,
+        *,
+        name: str = DEFAULT_NAME,
+        speed: float = 1.0,
+        advertising_interval_ms: float = DEFAULT_ADVERTISING_INTERVAL_MS,
+        address: str | None = None,
+        seed: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+        history: int = 1000,
+    ) -> None:
+        super().__init__(
+            radio,
+            scenario,
+            name=name,
+            speed=speed,
+            advertising_interval_ms=advertising_interval_ms,
+            address=address,
+            history=history,
+        )
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        self.chunk_size = chunk_size
+        self.synth = PlethSynth(PLETH_RATE_HZ, seed=scenario.seed if seed is None else seed, full_scale=127)
+        self.params_enabled = False
+        self.wave_enabled = False
+        self.writes: list[bytes] = []
+        self._out = bytearray()
+
+    def _build_gatt(self, device: Device) -> None:
+        self._plx = gatt.Characteristic(
+            NUS_NOTIFY, gatt.Characteristic.Properties.NOTIFY, gatt.Characteristic.READABLE, b""
+        )
+        rx: gatt.Characteristic[bytes] = gatt.Characteristic(
+            NUS_WRITE,
+            gatt.Characteristic.Properties.WRITE | gatt.Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
+            gatt.Characteristic.WRITEABLE,
+            gatt.CharacteristicValue(write=self._on_write),
+        )
+        device.add_services([gatt.Service(NUS_SERVICE, [self._plx, rx])])
+
+    def _on_write(self, _connection: Connection, value: bytes) -> None:
+        data = bytes(value)
+        self.writes.append(data)
+        if ENABLE_PARAMS in data:
+            self.params_enabled = True
+        if ENABLE_WAVE in data:
+            self.wave_enabled = True
+
+    async def _stream(self, t: float, tick: int, point: VitalsPoint) -> None:
+        if not self.connections:
+            self.params_enabled = self.wave_enabled = False
+            self._out.clear()
+            return
+        samples = self.synth.next(PLETH_SAMPLES_PER_FRAME, point.pulse, point.pi)
+        if self.params_enabled and tick % round(1.0 / self.tick_s) == 0:
+            self._out += params_frame(point)
+        if self.wave_enabled:
+            self._out += build_pleth([s.value for s in samples], [s.beat for s in samples])
+        while len(self._out) >= self.chunk_size:
+            chunk = bytes(self._out[: self.chunk_size])
+            del self._out[: self.chunk_size]
+            await self._notify(chunk, t)
+
+
+__all__ = ["DEFAULT_NAME", "EmulatedViatomOximeter", "StreamingOximeter", "battery_level", "params_frame"]
