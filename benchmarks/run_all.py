@@ -11,6 +11,7 @@ HERE = Path(__file__).parent
 RUNS: list[list[str]] = [
     ["bench_ingest.py", "--packets", "100000", "--per-second", "100"],
     ["bench_ingest.py", "--packets", "20000", "--per-second", "1"],
+    ["bench_replay.py"],
 ]
 
 
