@@ -51,6 +51,8 @@ class DriverSpec:
     name_prefixes: tuple[str, ...] = ()
     #: characteristic -> bytes to write after subscribing (e.g. "start streaming" commands)
     start_commands: tuple[tuple[str, bytes], ...] = field(default=())
+    #: sends data continuously (silence = trouble); False for devices that report now and then (cuffs)
+    streaming: bool = True
     #: the service alone is not enough (a generic one, like the Nordic UART service): a name must match
     name_required: bool = False
 

@@ -121,11 +121,18 @@ class DeviceState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
-    """What a device is: its id (address), advertised name and kind."""
+    """What a device is: its id (address), advertised name and kind.
+
+    `streaming` devices (oximeters, HR straps) send data continuously, so silence means trouble
+    (the staleness watchdog); a BP cuff sends a reading now and then and is not watched that way.
+    A `placeholder` stands for a role still searching for its device: shown, never recorded.
+    """
 
     device: str
     name: str
     kind: str  # e.g. "pulse-oximeter"
+    streaming: bool = True
+    placeholder: bool = False
 
 
 @dataclass(frozen=True, slots=True)

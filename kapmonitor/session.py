@@ -157,7 +157,7 @@ class Session:
             )
         else:
             self.devices[info.device].info = info
-        if self._sink is not None:
+        if self._sink is not None and not info.placeholder:
             self._sink.add_device(info)
 
     def forget_device(self, device: str) -> None:
@@ -191,6 +191,9 @@ class Session:
             # the staleness watchdog counts from the connection, not from the last old sample
             status.counters.last_data_mono = self.clock.monotonic()
         event = DeviceEvent(device, state, detail, self.clock.monotonic(), self.clock.wall())
+        if status.info.placeholder:  # a role still searching: shown, not recorded, no alarm
+            self._emit(DeviceChanged(event))
+            return
         if self._sink is not None:
             self._sink.add_device_event(event)
         self._emit(DeviceChanged(event))
@@ -298,7 +301,7 @@ class Session:
         """Periodic work: the data-staleness watchdog and the recorder's flush."""
         now = self.clock.monotonic()
         for device, status in self.devices.items():
-            if status.state is not DeviceState.CONNECTED or status.stale:
+            if status.state is not DeviceState.CONNECTED or status.stale or not status.info.streaming:
                 continue
             last = status.counters.last_data_mono
             if last is not None and now - last >= self._stale_after:

@@ -19,7 +19,14 @@ from kapmonitor import __version__
 from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.session import Session
 from kapmonitor.settings import Settings, default_settings_path
-from kapmonitor.storage import Recorder, default_database_path, open_database
+from kapmonitor.storage import (
+    Database,
+    Recorder,
+    default_database_path,
+    get_session,
+    list_sessions,
+    open_database,
+)
 
 if TYPE_CHECKING:
     from ui.demo import Demo
@@ -45,6 +52,10 @@ class Options:
     out: Path | None
     headless: bool
     verbose: bool
+    oximeter: str = "viatom"
+    target: str = ""
+    export_format: str = ""
+    at: float | None = None
 
 
 class Monitor:
@@ -143,7 +154,7 @@ def _make_demo(opts: Options, clock: Clock) -> Demo | None:
         return None
     from ui.demo import Demo
 
-    return Demo(clock, scenario=opts.scenario, seed=opts.seed, speed=opts.speed)
+    return Demo(clock, scenario=opts.scenario, seed=opts.seed, speed=opts.speed, oximeter=opts.oximeter)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -237,6 +248,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     common.add_argument(
         "--speed", type=float, default=1.0, help="scenario time per wall second (with --demo)"
     )
+    common.add_argument(
+        "--oximeter",
+        choices=["viatom", "berrymed", "plx"],
+        default="viatom",
+        help="which emulated oximeter protocol (with --demo)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("monitor", parents=[common], help="open the console (the default)")
@@ -248,6 +265,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     snap = sub.add_parser("snapshot", parents=[common], help="render the main window to a PNG")
     snap.add_argument("--after", type=float, default=10.0, help="seconds to run before rendering")
     snap.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    rep = sub.add_parser("replay", parents=[common], help="replay a recorded session (read-only)")
+    rep.add_argument("target", help="a session id (in --db) or a standalone session file")
+    rep.add_argument("--at", type=float, default=None, help="with --out: seconds into the session to render")
+    rep.add_argument("--out", type=Path, default=None, help="render that instant to a PNG and exit")
+    exp = sub.add_parser("export", parents=[common], help="export a recorded session")
+    exp.add_argument("target", help="a session id (in --db) or a standalone session file")
+    exp.add_argument("--format", required=True, choices=["csv", "csv-zip", "edf", "session"], dest="fmt")
+    exp.add_argument("--out", type=Path, required=True, help="folder (csv) or file to write")
     # `kapmonitor --demo` (no sub-command) means `kapmonitor monitor --demo`
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
@@ -269,6 +294,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         out=getattr(ns, "out", None),
         headless=getattr(ns, "headless", False),
         verbose=ns.verbose,
+        oximeter=ns.oximeter,
+        target=getattr(ns, "target", ""),
+        export_format=getattr(ns, "fmt", ""),
+        at=getattr(ns, "at", None),
     )
 
 
@@ -284,10 +313,89 @@ def setup_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def open_target(target: str, db_path: Path) -> tuple[Database, str]:
+    """A session to review: a standalone session file, or a session id in the workstation database."""
+    path = Path(target)
+    if path.is_file():
+        db = open_database(path)
+        sessions = list_sessions(db)
+        if len(sessions) != 1:
+            ids = ", ".join(s.id for s in sessions) or "none"
+            db.close()
+            raise SystemExit(
+                f"kapmonitor: {target} holds {len(sessions)} sessions ({ids}); name one by id with --db"
+            )
+        return db, sessions[0].id
+    db = open_database(db_path)
+    if get_session(db, target) is None:
+        db.close()
+        raise SystemExit(f"kapmonitor: no session {target!r} in {db_path} (and no such file)")
+    return db, target
+
+
+def export(opts: Options) -> int:
+    """`kapmonitor export`: write one session as CSV files, a CSV zip, EDF+ or a session file."""
+    from kapmonitor.export import export_csv, export_csv_zip, export_edf, export_session_file
+
+    db, session_id = open_target(opts.target, opts.db)
+    assert opts.out is not None
+    try:
+        if opts.export_format == "csv":
+            written = export_csv(db, session_id, opts.out)
+            print("\n".join(str(p) for p in written))
+        elif opts.export_format == "csv-zip":
+            print(export_csv_zip(db, session_id, opts.out))
+        elif opts.export_format == "edf":
+            export_edf(db, session_id, opts.out)
+            print(opts.out)
+        else:
+            counts = export_session_file(db, session_id, opts.out)
+            print(f"{opts.out}: " + ", ".join(f"{n} {t}" for t, n in counts.items() if n))
+    finally:
+        db.close()
+    return 0
+
+
+def replay(opts: Options) -> int:
+    """`kapmonitor replay`: the recorded session on the monitor screen, or one instant as a PNG."""
+    if opts.out is not None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from kapmonitor.replay import ReplayClock, ReplaySession
+    from ui.replay_window import ReplayWindow
+
+    db, session_id = open_target(opts.target, opts.db)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    clock = ReplayClock(SystemClock())
+    session = ReplaySession(db, session_id, clock)
+    window = ReplayWindow(session, clock)
+    window.resize(1600, 960)
+    if opts.out is not None:
+        window.show()
+        window.seek(opts.at if opts.at is not None else session.duration)
+        window.frame()
+        window.monitor.render_png(opts.out)  # the monitor screen at that instant
+        print(opts.out)
+        window.shutdown()
+        db.close()
+        return 0
+    window.showMaximized()
+    code = app.exec()
+    window.shutdown()
+    db.close()
+    return int(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `kapmonitor` command."""
     opts = parse_args(argv)
     setup_logging(opts.verbose)
+    if opts.command == "export":
+        return export(opts)
+    if opts.command == "replay":
+        return replay(opts)
     if opts.command == "record":
         session_id = asyncio.run(record(opts))
         print(session_id, flush=True)

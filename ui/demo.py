@@ -8,14 +8,23 @@ import tzlocal
 
 from devices._ble.bumble_backend import bumble_backends
 from devices._ble.link import ClientBackend, ScannerBackend
+from devices.emulated.berrymed_oximeter import EmulatedBerryMedOximeter
 from devices.emulated.bp_cuff import EmulatedBPCuff
 from devices.emulated.hr_strap import EmulatedHeartRateStrap
 from devices.emulated.plx_oximeter import EmulatedPlxOximeter
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import SCENARIOS
+from devices.emulated.viatom_oximeter import EmulatedViatomOximeter
 from kapmonitor.clock import Clock
 
 log = logging.getLogger(__name__)
+
+#: The emulated oximeters `--oximeter` chooses from (the Viatom by default: it streams a pleth).
+OXIMETERS: dict[str, type[EmulatedPlxOximeter]] = {
+    "viatom": EmulatedViatomOximeter,
+    "berrymed": EmulatedBerryMedOximeter,
+    "plx": EmulatedPlxOximeter,
+}
 
 #: The demo cuff measures on its own every this many scenario minutes (kap-session.md: BP at
 #: intervals; procedural sedation uses 5-15 min).
@@ -25,10 +34,21 @@ DEMO_BP_INTERVAL_MIN = 10.0
 class Demo:
     """Starts the emulated devices for `--demo`; the app then connects to them through bleak."""
 
-    def __init__(self, clock: Clock, *, scenario: str = "normal", seed: int = 1, speed: float = 1.0) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        scenario: str = "normal",
+        seed: int = 1,
+        speed: float = 1.0,
+        oximeter: str = "viatom",
+    ) -> None:
         if scenario not in SCENARIOS:
             known = ", ".join(sorted(SCENARIOS))
             raise ValueError(f"unknown scenario {scenario!r}; choose one of: {known}")
+        if oximeter not in OXIMETERS:
+            raise ValueError(f"unknown oximeter {oximeter!r}; choose one of: {', '.join(OXIMETERS)}")
+        self.oximeter_kind = oximeter
         self.clock = clock
         self.scenario_name = scenario
         self.seed = seed
@@ -43,7 +63,7 @@ class Demo:
         self.radio = VirtualRadio()
         await self.radio.start()
         scenario = SCENARIOS[self.scenario_name](self.seed)
-        self.oximeter = EmulatedPlxOximeter(self.radio, scenario, speed=self.speed)
+        self.oximeter = OXIMETERS[self.oximeter_kind](self.radio, scenario, speed=self.speed)
         self.cuff = EmulatedBPCuff(
             self.radio,
             scenario,

@@ -128,7 +128,7 @@ class DeviceLink:
     async def _one_connection(self) -> bool:
         """One scan-connect-stream cycle. Returns True when data flowed (resets the back-off)."""
         if self.device_id == self._placeholder:
-            self._sink.register_device(DeviceInfo(self._placeholder, self.role, self.role))
+            self._sink.register_device(DeviceInfo(self._placeholder, self.role, self.role, placeholder=True))
         self._report(DeviceState.SEARCHING, "scanning")
         # Devices matched by name may not advertise their service: scan unfiltered for those.
         args: BleakScanner.ExtraArgs = {}
@@ -154,7 +154,9 @@ class DeviceLink:
             self._sink.forget_device(self._placeholder)
         self.device_id = device.address
         self.device_name = device.name or self.spec.kind
-        self._sink.register_device(DeviceInfo(device.address, self.device_name, self.spec.kind))
+        self._sink.register_device(
+            DeviceInfo(device.address, self.device_name, self.spec.kind, streaming=self.spec.streaming)
+        )
         self._report(DeviceState.CONNECTING, self.device_name)
 
         gone = asyncio.Event()
@@ -222,7 +224,7 @@ class DeviceLink:
                 return "link lost (disconnected)"
             last = self._last_data_mono
             now = self._clock.monotonic()
-            if last is not None and now - last >= self._stale_after:
+            if self.spec.streaming and last is not None and now - last >= self._stale_after:
                 return f"no data for {now - last:.0f} s; reconnecting"
             del done
 

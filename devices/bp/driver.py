@@ -39,6 +39,9 @@ def bp_spec(tz: tzinfo, *, stored_after_s: float = DEFAULT_STORED_AFTER_S) -> Dr
             Subscription(BP_MEASUREMENT, measurement_decoder(tz, stored_after_s), "BP measurement 0x2A35"),
             Subscription(INTERMEDIATE_CUFF_PRESSURE, _decode_intermediate, "cuff pressure 0x2A36"),
         ),
+        # a cuff reports a reading now and then: silence is normal, no data watchdog (a missed
+        # scheduled reading is the BP schedule's "due" alert instead)
+        streaming=False,
     )
 
 

@@ -1,5 +1,7 @@
 """SQLite storage of sessions: opening and migrating the database, recording, and reading back."""
 
+from sqlite_utils import Database
+
 from kapmonitor.storage.database import DEFAULT_BUSY_TIMEOUT_MS, default_database_path, open_database
 from kapmonitor.storage.migrations import (
     SchemaError,
@@ -46,6 +48,7 @@ __all__ = [
     "GAP_TOLERANCE_S",
     "AlarmEventRow",
     "AuditRow",
+    "Database",
     "DeviceEventRow",
     "DeviceRow",
     "MalformedRow",

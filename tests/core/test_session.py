@@ -269,3 +269,19 @@ def test_a_lost_device_breaks_its_trends_but_records_no_fake_sample() -> None:
     assert len(v) == 2 and np.isnan(v[1]) and t[1] == clock.monotonic()
     assert len(session.trends[Param.PULSE_RATE]) == 1  # another device's trend is untouched
     assert len(sink.numerics) == 2  # the gap is display only
+
+
+def test_a_cuff_is_not_watched_for_silence_and_a_placeholder_is_never_recorded() -> None:
+    clock = FakeClock()
+    sink = ListSink()
+    session = Session(clock, sink)
+    session.register_device(DeviceInfo("CUFF", "Cuff", "blood-pressure", streaming=False))
+    session.device_state("CUFF", DeviceState.CONNECTED)
+    clock.advance(600)
+    session.tick()
+    assert not session.is_stale("CUFF")
+    session.register_device(DeviceInfo("oximeter:searching", "oximeter", "oximeter", placeholder=True))
+    session.device_state("oximeter:searching", DeviceState.SEARCHING, "scanning")
+    assert session.devices["oximeter:searching"].state is DeviceState.SEARCHING  # shown
+    assert [e.device for e in sink.events] == ["CUFF"]  # but not recorded
+    assert [d.device for d in sink.devices] == ["CUFF"]
