@@ -12,6 +12,7 @@ RUNS: list[list[str]] = [
     ["bench_ingest.py", "--packets", "100000", "--per-second", "100"],
     ["bench_ingest.py", "--packets", "20000", "--per-second", "1"],
     ["bench_replay.py"],
+    ["bench_screen.py"],
 ]
 
 

@@ -1,4 +1,4 @@
-"""The monitoring console's main window: numerics, session trends, device status, elapsed time."""
+"""The monitoring console's main window: pleth sweep, numerics, BP, session trends, device status."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
 
-from kapmonitor.measurements import DeviceState, Numeric, Param
-from kapmonitor.session import DeviceChanged, NumericsChanged, Session, SessionEvent
+from kapmonitor.measurements import BloodPressure, DeviceState, Numeric, Param
+from kapmonitor.session import BloodPressureTaken, DeviceChanged, NumericsChanged, Session, SessionEvent
 from ui import style
-from ui.widgets import UNUSABLE, DeviceStatusLine, NumericTile, TrendPlot, describe_quality
+from ui.waveform import SweepWaveform
+from ui.widgets import (
+    UNUSABLE,
+    BloodPressureTile,
+    DeviceStatusLine,
+    NumericTile,
+    TrendPlot,
+    bp_reading_wall,
+    describe_quality,
+)
 
-#: The frame timer: trends redraw only if a buffer changed, the clocks only when a second passed.
+#: The frame timer: the sweep draws only new samples, trends redraw only if a buffer changed, the
+#: clocks and ages only when a second passed.
 FRAME_INTERVAL_MS = 33
 #: The parameters shown as big numerics, top to bottom.
 TILE_PARAMS: tuple[Param, ...] = (Param.SPO2, Param.PULSE_RATE)
@@ -56,6 +66,11 @@ class MainWindow(QMainWindow):
             if status.state in (DeviceState.LOST, DeviceState.DISCONNECTED):
                 self._link_break[device] = now
         self._shown_second: int | None = None
+        # device id -> newest battery level (%): Session.latest keeps only one device's battery
+        self.batteries: dict[str, float | None] = {}
+        battery = session.latest.get(Param.BATTERY)
+        if battery is not None:
+            self.batteries[battery.device] = battery.value
 
         central = QWidget()
         central.setObjectName("central")
@@ -68,15 +83,27 @@ class MainWindow(QMainWindow):
         body = QHBoxLayout()
         body.setContentsMargins(12, 12, 12, 12)
         body.setSpacing(12)
-        self.trend = TrendPlot(session.trends, session.started_mono)
-        body.addWidget(self.trend, 64)
+        left = QVBoxLayout()
+        left.setSpacing(12)
+        self.sweep = SweepWaveform(session.waves, session.clock)
+        left.addWidget(self.sweep, 2)
+        self.trend = TrendPlot(
+            session.trends,
+            session.started_mono,
+            bp_readings=session.bp_readings,
+            origin_wall=session.started_wall,
+        )
+        left.addWidget(self.trend, 5)
+        body.addLayout(left, 64)
         tiles = QVBoxLayout()
         tiles.setSpacing(12)
         self.tiles: dict[Param, NumericTile] = {}
         for param in TILE_PARAMS:
             tile = NumericTile(param)
             self.tiles[param] = tile
-            tiles.addWidget(tile, 1)
+            tiles.addWidget(tile, 10)
+        self.bp_tile = BloodPressureTile(tz=tz)
+        tiles.addWidget(self.bp_tile, 9)
         body.addLayout(tiles, 36)
         root.addLayout(body, 1)
 
@@ -85,16 +112,19 @@ class MainWindow(QMainWindow):
 
         for param in TILE_PARAMS:
             self._update_tile(param)
+        self._update_bp()
         self._update_devices()
         self._update_clock()
         self.trend.refresh()
+        self.sweep.refresh()
 
         self._unsubscribe: Callable[[], None] | None = session.subscribe(self._on_event)
-        self._timer = QTimer(self)
-        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self._timer.setInterval(FRAME_INTERVAL_MS)
-        self._timer.timeout.connect(self.on_frame)
-        self._timer.start()
+        #: The ~30 Hz frame timer (public so a benchmark can drive frames itself).
+        self.frame_timer = QTimer(self)
+        self.frame_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.frame_timer.setInterval(FRAME_INTERVAL_MS)
+        self.frame_timer.timeout.connect(self.on_frame)
+        self.frame_timer.start()
 
     def _build_top_bar(self) -> QFrame:
         bar = QFrame()
@@ -136,6 +166,12 @@ class MainWindow(QMainWindow):
             for param in {n.param for n in event.numerics}:
                 if param in self.tiles:
                     self._update_tile(param)
+            batteries = {n.device: n.value for n in event.numerics if n.param is Param.BATTERY}
+            if batteries:
+                self.batteries.update(batteries)
+                self._update_devices()
+        elif isinstance(event, BloodPressureTaken):
+            self._update_bp()
         elif isinstance(event, DeviceChanged):
             if event.event.state in (DeviceState.LOST, DeviceState.DISCONNECTED):
                 self._link_break[event.event.device] = event.event.mono
@@ -172,7 +208,19 @@ class MainWindow(QMainWindow):
         return None
 
     def _update_devices(self) -> None:
-        self.status_line.update_devices(self.session.devices, self.session.clock.monotonic())
+        self.status_line.update_devices(self.session.devices, self.session.clock.monotonic(), self.batteries)
+
+    def newest_bp(self) -> BloodPressure | None:
+        """The reading taken last (a stored upload older than the shown reading does not replace it)."""
+        readings = self.session.bp_readings
+        if not readings:
+            return None
+        # max() keeps the first of equals: scan newest-first so a later arrival wins a tie
+        return max(reversed(readings), key=bp_reading_wall)
+
+    def _update_bp(self) -> None:
+        clock = self.session.clock
+        self.bp_tile.set_reading(self.newest_bp(), now_mono=clock.monotonic(), now_wall=clock.wall())
 
     def _update_clock(self) -> None:
         elapsed = self.session.elapsed()
@@ -184,17 +232,20 @@ class MainWindow(QMainWindow):
         self.wall_label.setText(format_wall(self.session.clock.wall(), self._tz))
         # once a second: live "no data for N s" and malformed counts (those do not emit events)
         self._update_devices()
+        self.bp_tile.update_age(now_mono=self.session.clock.monotonic(), now_wall=self.session.clock.wall())
 
     # -- frame timer -------------------------------------------------------------------------
     def on_frame(self) -> None:
-        """The ~30 Hz timer slot: redraw trends only if a buffer changed; tick the clocks."""
+        """The ~30 Hz timer slot: draw new pleth samples, redraw trends only if a buffer changed,
+        tick the clocks."""
+        self.sweep.refresh()
         self.trend.refresh()
         self._update_clock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Stop the timer and unsubscribe from the session (idempotent)."""
-        self._timer.stop()
+        self.frame_timer.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -19,6 +19,10 @@ ATTENTION_BG = "#2e2400"
 #: A lost device: a warmer tone, again always with a symbol and words.
 LOST = "#ff8a65"
 OK = "#6fdc8c"
+#: The pleth waveform: the SpO2 colour, as monitors draw it.
+PLETH = "#35e0f0"
+#: Blood pressure (NIBP): white-ish on monitors; the trend markers use the same colour.
+BP = "#f0f0f0"
 
 #: Parameter colours as bedside monitors use them: SpO2 cyan, pulse green.
 PARAM_COLOURS: dict[Param, str] = {
@@ -90,12 +94,12 @@ QLabel#elapsed, QLabel#wallTime {{
     font-size: 34px;
     font-weight: bold;
 }}
-NumericTile {{
+NumericTile, BloodPressureTile {{
     background: {PANEL};
     border: 1px solid {BORDER};
     border-radius: 6px;
 }}
-NumericTile QLabel {{
+NumericTile QLabel, BloodPressureTile QLabel {{
     background: transparent;
     border: none;
 }}
@@ -106,16 +110,45 @@ QLabel#tileLabel {{
 QLabel#tileUnit {{
     font-size: 28px;
 }}
-QLabel#tileQuality {{
+QLabel#tileQuality, QLabel#bpStatus {{
     font-size: 30px;
     font-weight: bold;
     color: {ATTENTION};
     padding: 2px 10px;
 }}
-QLabel#tileQuality[active="true"] {{
+QLabel#tileQuality[active="true"], QLabel#bpStatus[active="true"] {{
     background: {ATTENTION_BG};
     border: 1px solid {ATTENTION};
     border-radius: 4px;
+}}
+QLabel#bpAge {{
+    color: {MUTED};
+    font-size: 26px;
+}}
+QLabel#bpStored {{
+    font-size: 24px;
+    font-weight: bold;
+    color: {TEXT};
+    padding: 1px 8px;
+}}
+QLabel#bpStored[active="true"] {{
+    border: 1px solid {MUTED};
+    border-radius: 4px;
+}}
+SweepWaveform {{
+    background: {BACKGROUND};
+    border: 1px solid {BORDER};
+}}
+QLabel#sweepLabel {{
+    font-size: 22px;
+    font-weight: bold;
+    background: transparent;
+}}
+QLabel#sweepMessage {{
+    color: {ATTENTION};
+    font-size: 40px;
+    font-weight: bold;
+    background: transparent;
 }}
 TrendPlot {{
     background: {BACKGROUND};
@@ -137,5 +170,7 @@ QLabel#deviceState[state="lost"], QLabel#deviceState[state="disconnected"] {{ co
 QLabel#deviceName {{ font-weight: bold; }}
 QLabel#deviceKind, QLabel#deviceDetail {{ color: {MUTED}; }}
 QLabel#deviceMalformed {{ color: {ATTENTION}; }}
+QLabel#deviceBattery {{ color: {MUTED}; }}
+QLabel#deviceBattery[low="true"] {{ color: {ATTENTION}; font-weight: bold; }}
 QLabel#deviceNone {{ color: {MUTED}; }}
 """

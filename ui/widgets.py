@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import override
 
 import numpy as np
@@ -20,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kapmonitor.measurements import UNITS, DeviceState, Param, Quality
+from kapmonitor.measurements import UNITS, BloodPressure, BPStatus, DeviceState, Param, Quality
 from kapmonitor.ringbuffer import RingBuffer
 from kapmonitor.session import DeviceStatus
 from ui import style
@@ -131,21 +132,19 @@ class NumericTile(QWidget):
         self._quality_label.setMinimumHeight(50)
         self._quality_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 
-        header = QHBoxLayout()
-        header.setContentsMargins(0, 0, 0, 0)
-        header.addWidget(self._label)
-        header.addStretch(1)
-        header.addWidget(self._unit)
-        footer = QHBoxLayout()
-        footer.setContentsMargins(0, 0, 0, 0)
-        footer.addWidget(self._quality_label)
-        footer.addStretch(1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(20, 12, 20, 14)
-        layout.setSpacing(0)
-        layout.addLayout(header)
-        layout.addWidget(self._number, 1)
-        layout.addLayout(footer)
+        # label and unit in a narrow column left of the number: with three tiles in the column,
+        # a header row above the number would cost the digits the height they need
+        self._unit.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        layout = QGridLayout(self)
+        layout.setContentsMargins(20, 10, 20, 10)
+        layout.setHorizontalSpacing(12)
+        layout.setVerticalSpacing(0)
+        layout.addWidget(self._label, 0, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self._unit, 1, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self._number, 0, 1, 3, 1)
+        layout.addWidget(self._quality_label, 3, 0, 1, 2, Qt.AlignmentFlag.AlignLeft)
+        layout.setRowStretch(2, 1)
+        layout.setColumnStretch(1, 1)
         self._render()
 
     # -- API ---------------------------------------------------------------------------------
@@ -195,6 +194,190 @@ class NumericTile(QWidget):
         self.setAccessibleName(spoken)
 
 
+# =============================================================================== blood pressure
+_BP_WORDS: tuple[tuple[BPStatus, str], ...] = (
+    (BPStatus.MEASUREMENT_ERROR, "MEASUREMENT ERROR"),
+    (BPStatus.CUFF_TOO_LOOSE, "CUFF LOOSE"),
+    (BPStatus.IMPROPER_POSITION, "CUFF POSITION"),
+    (BPStatus.BODY_MOVEMENT, "MOVEMENT"),
+    (BPStatus.IRREGULAR_PULSE, "IRREGULAR PULSE"),
+    (BPStatus.PULSE_ABOVE_RANGE, "PULSE ABOVE RANGE"),
+    (BPStatus.PULSE_BELOW_RANGE, "PULSE BELOW RANGE"),
+)
+
+
+def describe_bp_status(bp: BloodPressure) -> str:
+    """The cuff's status words, most serious first; a reading without numbers is an error."""
+    words = [text for flag, text in _BP_WORDS if bp.status & flag]
+    if (bp.systolic is None or bp.diastolic is None) and "MEASUREMENT ERROR" not in words:
+        words.insert(0, "MEASUREMENT ERROR")
+    return " · ".join(words)
+
+
+def bp_reading_wall(bp: BloodPressure) -> float:
+    """When a reading was taken (UTC): the cuff's own time for a stored one, else its arrival."""
+    if bp.stored and bp.measured_wall is not None:
+        return bp.measured_wall
+    return bp.wall
+
+
+def format_age(seconds: float) -> str:
+    """A reading's age in words: "just now", "4 min ago", "1 h 05 min ago"."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return "just now"
+    minutes = s // 60
+    if minutes < 60:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h {minutes % 60:02d} min ago"
+
+
+#: The mean arterial pressure's font: smaller than the systolic/diastolic, as monitors show it.
+MAP_PIXELS = 44
+
+
+class BloodPressureTile(QWidget):
+    """The last cuff reading: "120/80" large, "(93)" MAP, its time and age, stored marker, status.
+
+    The age is kept current by update_age() (the window calls it once a second). A reading uploaded
+    from the cuff's memory says STORED READING and gives the cuff's time; a reading without numbers
+    shows "---/---" and MEASUREMENT ERROR. Everything is said in words, never by colour alone.
+    """
+
+    def __init__(self, *, tz: tzinfo | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("tile_bp")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self._tz = tz
+        self._reading: BloodPressure | None = None
+        self._colour = style.BP
+        self._number_colour = ""
+
+        self._label = QLabel("NIBP")
+        self._label.setObjectName("tileLabel")
+        self._unit = QLabel("mmHg")
+        self._unit.setObjectName("tileUnit")
+        for lab in (self._label, self._unit):
+            lab.setStyleSheet(f"color: {self._colour};")
+        self._number = _FitLabel("188/188")
+        self._number.setObjectName("tileValue")
+        self._number.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self._map = QLabel()
+        self._map.setObjectName("bpMap")
+        self._map.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom)
+        map_width = QFontMetricsF(style.font(MAP_PIXELS, bold=True)).horizontalAdvance("(188)")
+        self._map.setMinimumWidth(math.ceil(map_width) + 4)
+        self._map.setFont(style.font(MAP_PIXELS, bold=True))
+        self._age = QLabel()
+        self._age.setObjectName("bpAge")
+        self._stored = QLabel()
+        self._stored.setObjectName("bpStored")
+        self._status = QLabel()
+        self._status.setObjectName("bpStatus")
+        self._status.setMinimumHeight(46)
+
+        # like the numeric tiles: label, unit and the smaller MAP in a column left of the number,
+        # so the number gets the tile's height; time, age and status words below it
+        info = QHBoxLayout()
+        info.setContentsMargins(0, 0, 0, 0)
+        info.addWidget(self._age)
+        info.addStretch(1)
+        info.addWidget(self._stored)
+        layout = QGridLayout(self)
+        layout.setContentsMargins(20, 8, 20, 8)
+        layout.setHorizontalSpacing(12)
+        layout.setVerticalSpacing(2)
+        layout.addWidget(self._label, 0, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self._unit, 1, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self._map, 2, 0)
+        layout.addWidget(self._number, 0, 1, 3, 1)
+        layout.addLayout(info, 3, 0, 1, 2)
+        layout.addWidget(self._status, 4, 0, 1, 2, Qt.AlignmentFlag.AlignLeft)
+        layout.setRowStretch(2, 1)
+        layout.setColumnStretch(1, 1)
+        self._render(None)
+
+    # -- API ---------------------------------------------------------------------------------
+    def set_reading(self, bp: BloodPressure | None, *, now_mono: float, now_wall: float) -> None:
+        """Show a reading (None: no reading yet) with its age at the given time."""
+        self._reading = bp
+        self._render(bp)
+        self.update_age(now_mono=now_mono, now_wall=now_wall)
+
+    def reading(self) -> BloodPressure | None:
+        return self._reading
+
+    def update_age(self, *, now_mono: float, now_wall: float) -> None:
+        """Re-say how old the shown reading is (cheap: the text is set only when it changes)."""
+        bp = self._reading
+        if bp is None:
+            text = "no reading yet"
+        else:
+            if bp.stored and bp.measured_wall is not None:
+                age = now_wall - bp.measured_wall  # the cuff's clock: the only time there is
+            else:
+                age = now_mono - bp.mono  # the monotonic clock: immune to wall-clock steps
+            when = datetime.fromtimestamp(bp_reading_wall(bp), tz=UTC).astimezone(self._tz)
+            text = f"at {when:%H:%M} · {format_age(age)}"
+        if self._age.text() != text:
+            self._age.setText(text)
+            self._speak()
+
+    def value_text(self) -> str:
+        """ "120/80" as displayed ("---/---" when there is none)."""
+        return self._number.text()
+
+    def map_text(self) -> str:
+        return self._map.text()
+
+    def age_text(self) -> str:
+        return self._age.text()
+
+    def stored_text(self) -> str:
+        return self._stored.text()
+
+    def status_text(self) -> str:
+        return self._status.text()
+
+    def value_pixel_size(self) -> int:
+        return self._number.font().pixelSize()
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _render(self, bp: BloodPressure | None) -> None:
+        words = "" if bp is None else describe_bp_status(bp)
+        valid = (
+            bp is not None
+            and bp.systolic is not None
+            and bp.diastolic is not None
+            and not bp.status & BPStatus.MEASUREMENT_ERROR
+        )
+        if valid and bp is not None and bp.systolic is not None and bp.diastolic is not None:
+            text = f"{bp.systolic:.0f}/{bp.diastolic:.0f}"
+            map_text = f"({bp.mean:.0f})" if bp.mean is not None else f"({NO_VALUE})"
+        else:
+            text = f"{NO_VALUE}/{NO_VALUE}"
+            map_text = ""
+        stored = "STORED READING" if bp is not None and bp.stored else ""
+        colour = self._colour if valid else style.MUTED
+        self._number.setText(text)
+        self._map.setText(map_text)
+        if colour != self._number_colour:
+            self._number_colour = colour
+            self._number.setStyleSheet(f"color: {colour};")
+            self._map.setStyleSheet(f"color: {colour};")
+        for lab, value in ((self._stored, stored), (self._status, words)):
+            if lab.text() != value:
+                lab.setText(value)
+                lab.setProperty("active", "true" if value else "false")
+                _restyle(lab)
+        self._speak()
+
+    def _speak(self) -> None:
+        parts = [f"Blood pressure {self._number.text()} {self._map.text()} mmHg", self._age.text()]
+        parts += [t for t in (self._stored.text(), self._status.text()) if t]
+        self.setAccessibleName(", ".join(parts))
+
+
 # =============================================================================== trends
 @dataclass(slots=True)
 class _Track:
@@ -207,18 +390,32 @@ class _Track:
     version: int = -1
 
 
+@dataclass(slots=True)
+class _BPMarkers:
+    plot: pg.PlotItem
+    systolic: pg.ScatterPlotItem
+    diastolic: pg.ScatterPlotItem
+    y_min: float
+    y_max: float
+
+
 #: Default y ranges of the trend tracks; they widen (never shrink) if a value falls outside.
 TREND_RANGES: dict[Param, tuple[float, float]] = {
     Param.SPO2: (70.0, 100.0),
     Param.PULSE_RATE: (30.0, 180.0),
+    Param.SYSTOLIC: (40.0, 200.0),
 }
 
 
 class TrendPlot(QWidget):
-    """Session-long SpO2 and pulse trends on two stacked plots sharing a minutes-since-start x axis.
+    """Session-long SpO2 and pulse trends, and blood-pressure markers, on stacked plots sharing a
+    minutes-since-start x axis.
 
-    Nothing moves per frame: refresh() redraws a curve only when its RingBuffer's version changed,
-    and the x axis grows in `x_step_min` steps as the session goes on (no scrolling).
+    Nothing moves per frame: refresh() redraws a curve only when its RingBuffer's version changed
+    (or, for blood pressure, when a reading was added), and the x axis grows in `x_step_min` steps
+    as the session goes on (no scrolling). Blood pressure is drawn as points, not a line: ▼ at the
+    systolic and ▲ at the diastolic value, so each reading reads as a bracket. A stored reading is
+    placed by the cuff's own time.
     """
 
     def __init__(
@@ -227,6 +424,8 @@ class TrendPlot(QWidget):
         origin_mono: float,
         *,
         params: tuple[Param, ...] = (Param.SPO2, Param.PULSE_RATE),
+        bp_readings: Sequence[BloodPressure] | None = None,
+        origin_wall: float = 0.0,
         x_step_min: float = 30.0,
         parent: QWidget | None = None,
     ) -> None:
@@ -235,8 +434,11 @@ class TrendPlot(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self._trends = trends
         self._origin = origin_mono
+        self._origin_wall = origin_wall
         self._x_step = x_step_min
         self._x_span = x_step_min
+        self._bp_readings = bp_readings
+        self._bp_count = 0
         #: How many times refresh() actually redrew (tests and benchmarks read it).
         self.redraw_count = 0
 
@@ -248,30 +450,12 @@ class TrendPlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._view)
 
-        tick_font = style.font(17)
         self._tracks: dict[Param, _Track] = {}
+        self._plots: list[pg.PlotItem] = []
         for row, param in enumerate(params):
             colour = style.PARAM_COLOURS.get(param, style.TEXT)
-            plot = self._view.addPlot(row=row, col=0)
-            # equal heights (left alone, the grid sizes rows by their axes' size hints)
-            plot.setPreferredHeight(100)
-            plot.setMinimumHeight(60)
-            self._view.ci.layout.setRowStretchFactor(row, 1)
-            plot.setMenuEnabled(False)
-            plot.setMouseEnabled(x=False, y=False)
-            plot.hideButtons()
-            plot.showGrid(x=True, y=True, alpha=0.22)
-            for name in ("left", "bottom"):
-                axis = plot.getAxis(name)
-                axis.setPen(pg.mkPen(style.GRID, width=1))
-                axis.setTextPen(pg.mkPen(style.MUTED))
-                # keep the y labels at the edges (100 %, 180 /min); with the grid on, pyqtgraph
-                # still hides the x label "0" at the left edge, which the axis start makes obvious
-                axis.setStyle(tickFont=tick_font, tickTextOffset=6, hideOverlappingLabels=False)
-            left = plot.getAxis("left")
-            left.setWidth(92)
             label = f"{style.PARAM_LABELS.get(param, param.value)}  {UNITS.get(param, '')}"
-            left.setLabel(label, color=colour, **{"font-size": "20px", "font-weight": "bold"})
+            plot = self._add_plot(row, label, colour, stretch=6)
             curve = pg.PlotDataItem(
                 pen=pg.mkPen(colour, width=1), antialias=False, connect="finite", name=param.value
             )
@@ -283,13 +467,51 @@ class TrendPlot(QWidget):
             track = self._tracks[param] = _Track(param, plot, curve, y_min, y_max)
             self._apply_y(track)
 
+        self._bp: _BPMarkers | None = None
+        if bp_readings is not None:
+            plot = self._add_plot(len(params), "BP  mmHg", style.BP, stretch=5)
+            sys_marks = pg.ScatterPlotItem(
+                symbol="t", size=13, pen=None, brush=pg.mkBrush(style.BP), antialias=False, name="sys"
+            )
+            dia_marks = pg.ScatterPlotItem(
+                symbol="t1", size=13, pen=None, brush=pg.mkBrush(style.BP), antialias=False, name="dia"
+            )
+            plot.addItem(sys_marks)
+            plot.addItem(dia_marks)
+            lo, hi = TREND_RANGES[Param.SYSTOLIC]
+            self._bp = _BPMarkers(plot, sys_marks, dia_marks, lo, hi)
+            self._apply_bp_y()
+
         self._apply_x()
-        tracks = list(self._tracks.values())
-        for track in tracks[:-1]:  # only the bottom plot labels the shared time axis
-            track.plot.getAxis("bottom").setStyle(showValues=False)
-        if tracks:
-            bottom = tracks[-1].plot.getAxis("bottom")
+        for plot in self._plots[:-1]:  # only the bottom plot labels the shared time axis
+            plot.getAxis("bottom").setStyle(showValues=False)
+        if self._plots:
+            bottom = self._plots[-1].getAxis("bottom")
             bottom.setLabel("minutes since session start", color=style.MUTED, **{"font-size": "18px"})
+
+    def _add_plot(self, row: int, label: str, colour: str, *, stretch: int) -> pg.PlotItem:
+        plot = self._view.addPlot(row=row, col=0)
+        # heights by stretch (left alone, the grid sizes rows by their axes' size hints)
+        plot.setPreferredHeight(20 * stretch)
+        plot.setMinimumHeight(50)
+        self._view.ci.layout.setRowStretchFactor(row, stretch)
+        plot.setMenuEnabled(False)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.showGrid(x=True, y=True, alpha=0.22)
+        tick_font = style.font(17)
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setPen(pg.mkPen(style.GRID, width=1))
+            axis.setTextPen(pg.mkPen(style.MUTED))
+            # keep the y labels at the edges (100 %, 180 /min); with the grid on, pyqtgraph
+            # still hides the x label "0" at the left edge, which the axis start makes obvious
+            axis.setStyle(tickFont=tick_font, tickTextOffset=6, hideOverlappingLabels=False)
+        left = plot.getAxis("left")
+        left.setWidth(92)
+        left.setLabel(label, color=colour, **{"font-size": "20px", "font-weight": "bold"})
+        self._plots.append(plot)
+        return plot
 
     # -- API ---------------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -308,6 +530,9 @@ class TrendPlot(QWidget):
             if len(x):
                 latest_x = float(x[-1]) if latest_x is None else max(latest_x, float(x[-1]))
             self.redraw_count += 1
+        bp_x = self._refresh_bp()
+        if bp_x is not None:
+            latest_x = bp_x if latest_x is None else max(latest_x, bp_x)
         if latest_x is None:
             return False
         self._grow_x(latest_x)
@@ -318,11 +543,54 @@ class TrendPlot(QWidget):
         return self._tracks[param].curve
 
     def plot_item(self, param: Param) -> pg.PlotItem:
+        if param in (Param.SYSTOLIC, Param.DIASTOLIC) and self._bp is not None:
+            return self._bp.plot
         return self._tracks[param].plot
+
+    def bp_markers(self) -> tuple[pg.ScatterPlotItem, pg.ScatterPlotItem] | None:
+        """The systolic (▼) and diastolic (▲) marker items, or None without a BP plot."""
+        return None if self._bp is None else (self._bp.systolic, self._bp.diastolic)
 
     def x_span_minutes(self) -> float:
         """The right edge of the time axis, in minutes since session start."""
         return self._x_span
+
+    def bp_x_minutes(self, bp: BloodPressure) -> float:
+        """Where a reading sits on the time axis: the cuff's time for a stored one, else arrival."""
+        if bp.stored and bp.measured_wall is not None:
+            return (bp.measured_wall - self._origin_wall) / 60.0
+        return (bp.mono - self._origin) / 60.0
+
+    def _refresh_bp(self) -> float | None:
+        readings, markers = self._bp_readings, self._bp
+        if readings is None or markers is None or len(readings) == self._bp_count:
+            return None
+        self._bp_count = len(readings)
+        x = np.array([self.bp_x_minutes(r) for r in readings], dtype=np.float64)
+        sys_v = np.array([np.nan if r.systolic is None else r.systolic for r in readings], dtype=np.float64)
+        dia_v = np.array([np.nan if r.diastolic is None else r.diastolic for r in readings], dtype=np.float64)
+        for item, v in ((markers.systolic, sys_v), (markers.diastolic, dia_v)):
+            ok = np.isfinite(v)
+            item.setData(x=x[ok], y=v[ok])
+        finite = np.concatenate((sys_v[np.isfinite(sys_v)], dia_v[np.isfinite(dia_v)]))
+        if len(finite):
+            lo = min(markers.y_min, math.floor(float(finite.min()) / 20.0) * 20.0)
+            hi = max(markers.y_max, math.ceil(float(finite.max()) / 20.0) * 20.0)
+            if (lo, hi) != (markers.y_min, markers.y_max):
+                markers.y_min, markers.y_max = lo, hi
+                self._apply_bp_y()
+        self.redraw_count += 1
+        return float(x.max()) if len(x) else None
+
+    def _apply_bp_y(self) -> None:
+        if self._bp is None:
+            return
+        lo, hi = self._bp.y_min, self._bp.y_max
+        step = next((s for s in (20, 40, 50, 100) if (hi - lo) / s <= 5), 200)
+        first = math.ceil(lo / step) * step
+        ticks = [(float(v), f"{v:g}") for v in np.arange(first, hi + step / 2, step)]
+        self._bp.plot.getAxis("left").setTicks([ticks, []])
+        self._bp.plot.setYRange(lo, hi, padding=0.06)
 
     # -- helpers -----------------------------------------------------------------------------
     def _grow_x(self, latest_min: float) -> None:
@@ -338,9 +606,9 @@ class TrendPlot(QWidget):
         span = self._x_span
         step = next((s for s in (5, 10, 15, 30, 60) if span / s <= 8), 120)
         ticks = [(float(v), f"{v:g}") for v in np.arange(0.0, span + step / 2, step)]
-        for track in self._tracks.values():
-            track.plot.getAxis("bottom").setTicks([ticks, []])
-            track.plot.setXRange(0.0, span, padding=0.0)
+        for plot in self._plots:
+            plot.getAxis("bottom").setTicks([ticks, []])
+            plot.setXRange(0.0, span, padding=0.0)
 
     def _widen_y(self, track: _Track, v: np.ndarray) -> None:
         finite = v[np.isfinite(v)]
@@ -387,6 +655,18 @@ def describe_device(status: DeviceStatus, now_mono: float) -> tuple[str, str, st
     return symbol, words, detail, key
 
 
+#: A battery at or below this level is LOW (said in words, and in amber).
+BATTERY_LOW_PERCENT = 20.0
+
+
+def describe_battery(percent: float | None) -> tuple[str, bool]:
+    """("battery 85 %", False); ("battery 15 % LOW", True); ("", False) when unknown."""
+    if percent is None or not math.isfinite(percent):
+        return "", False
+    low = percent <= BATTERY_LOW_PERCENT
+    return f"battery {percent:.0f} %" + (" LOW" if low else ""), low
+
+
 class _DeviceRow:
     def __init__(self, grid: QGridLayout, row: int) -> None:
         self.symbol = QLabel()
@@ -401,18 +681,30 @@ class _DeviceRow:
         self.state.setObjectName("deviceState")
         self.detail = QLabel()
         self.detail.setObjectName("deviceDetail")
+        self.battery = QLabel()
+        self.battery.setObjectName("deviceBattery")
         self.malformed = QLabel()
         self.malformed.setObjectName("deviceMalformed")
-        self.labels = (self.symbol, self.name, self.kind, self.state, self.detail, self.malformed)
+        self.labels = (
+            self.symbol,
+            self.name,
+            self.kind,
+            self.state,
+            self.battery,
+            self.detail,
+            self.malformed,
+        )
         for col, lab in enumerate(self.labels):
             grid.addWidget(lab, row, col)
         self.key = ""
+        self.low = False
 
-    def show(self, status: DeviceStatus, now_mono: float) -> str:
+    def show(self, status: DeviceStatus, now_mono: float, battery: float | None) -> str:
         symbol, words, detail, key = describe_device(status, now_mono)
         n = status.counters.malformed
         malformed = f"{n} malformed packet{'s' if n != 1 else ''}" if n > 0 else ""
-        texts = (symbol, status.info.name, status.info.kind, words, detail, malformed)
+        battery_text, low = describe_battery(battery)
+        texts = (symbol, status.info.name, status.info.kind, words, battery_text, detail, malformed)
         for lab, text in zip(self.labels, texts, strict=True):
             if lab.text() != text:
                 lab.setText(text)
@@ -421,6 +713,10 @@ class _DeviceRow:
             for lab in (self.symbol, self.state):
                 lab.setProperty("state", key)
                 _restyle(lab)
+        if low != self.low:
+            self.low = low
+            self.battery.setProperty("low", "true" if low else "false")
+            _restyle(self.battery)
         line = "  ".join(t for t in texts if t)
         self.name.setAccessibleName(line)
         return line
@@ -432,7 +728,7 @@ class _DeviceRow:
 
 
 class DeviceStatusLine(QWidget):
-    """One line per device: symbol, name, kind, state in words, detail, malformed-packet count."""
+    """One line per device: symbol, name, kind, state in words, battery, detail, malformed packets."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -442,15 +738,21 @@ class DeviceStatusLine(QWidget):
         self._grid.setContentsMargins(16, 8, 16, 8)
         self._grid.setHorizontalSpacing(22)
         self._grid.setVerticalSpacing(4)
-        self._grid.setColumnStretch(5, 1)
+        self._grid.setColumnStretch(6, 1)
         self._empty = QLabel("No devices yet: searching for oximeters")
         self._empty.setObjectName("deviceNone")
-        self._grid.addWidget(self._empty, 0, 0, 1, 6)
+        self._grid.addWidget(self._empty, 0, 0, 1, 7)
         self._rows: dict[str, _DeviceRow] = {}
         self._lines: list[str] = []
 
-    def update_devices(self, devices: Mapping[str, DeviceStatus], now_mono: float) -> None:
-        """Show the devices' current status; cheap when nothing changed (texts are compared)."""
+    def update_devices(
+        self,
+        devices: Mapping[str, DeviceStatus],
+        now_mono: float,
+        batteries: Mapping[str, float | None] | None = None,
+    ) -> None:
+        """Show the devices' status and battery level (%, by device id); cheap when nothing changed."""
+        batteries = batteries or {}
         if set(devices) != set(self._rows):
             for row in self._rows.values():
                 row.remove()
@@ -458,7 +760,9 @@ class DeviceStatusLine(QWidget):
             for i, device in enumerate(devices):
                 self._rows[device] = _DeviceRow(self._grid, i)
         self._empty.setVisible(not devices)
-        self._lines = [self._rows[d].show(status, now_mono) for d, status in devices.items()]
+        self._lines = [
+            self._rows[d].show(status, now_mono, batteries.get(d)) for d, status in devices.items()
+        ]
 
     def row_texts(self) -> list[str]:
         """The lines as plain text, one per device (for tests and accessibility)."""

@@ -1,4 +1,4 @@
-"""Main window tests: numerics, staleness, trends, device status, clocks and the PNG rendering."""
+"""Main window tests: numerics, pleth, BP, staleness, trends, device status, clocks and the PNG."""
 
 from __future__ import annotations
 
@@ -17,13 +17,25 @@ from PySide6.QtWidgets import QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
 from kapmonitor.clock import FakeClock
-from kapmonitor.measurements import DeviceInfo, DeviceState, MalformedPacket, Numeric, Param, Quality
+from kapmonitor.measurements import (
+    BloodPressure,
+    BPStatus,
+    DeviceInfo,
+    DeviceState,
+    MalformedPacket,
+    Numeric,
+    Param,
+    Quality,
+    Waveform,
+)
 from kapmonitor.session import Session
+from ui import style
 from ui.main_window import MainWindow, format_elapsed, format_wall
-from ui.widgets import NO_VALUE, NumericTile
+from ui.widgets import NO_VALUE, BloodPressureTile, NumericTile, format_age
 
 OXI = "AA:BB:CC:00:00:01"
 STRAP = "AA:BB:CC:00:00:02"
+CUFF = "AA:BB:CC:00:00:03"
 #: 2026-01-01 14:05:00 UTC: a plausible afternoon session start for pictures and clock tests.
 AFTERNOON = 1_767_225_600.0 + 14 * 3600 + 5 * 60
 #: Set to write docs/screenshots/main-window.png from test_render_png.
@@ -45,7 +57,7 @@ def vitals(
 
 def connected_session(clock: FakeClock, *, stale_after_s: float = 15.0) -> Session:
     session = Session(clock, stale_after_s=stale_after_s)
-    session.register_device(DeviceInfo(OXI, "O2Ring 2041", "pulse-oximeter"))
+    session.register_device(DeviceInfo(OXI, "Test oximeter", "pulse-oximeter"))
     session.device_state(OXI, DeviceState.CONNECTED)
     return session
 
@@ -66,6 +78,56 @@ def feed_plausible(session: Session, clock: FakeClock, seconds: int, seed: int =
             session.ingest(vitals(clock, None, None, Quality.SENSOR_OFF))
         else:
             session.ingest(vitals(clock, round(spo2), round(pulse)))
+
+
+def bp_reading(
+    clock: FakeClock,
+    systolic: float | None,
+    diastolic: float | None,
+    mean: float | None,
+    *,
+    stored: bool = False,
+    measured_wall: float | None = None,
+    status: BPStatus = BPStatus.NONE,
+) -> BloodPressure:
+    return BloodPressure(
+        systolic, diastolic, mean, 70.0, clock.monotonic(), clock.wall(), CUFF, measured_wall, stored, status
+    )
+
+
+def battery(clock: FakeClock, device: str, percent: float) -> Numeric:
+    return numeric(clock, Param.BATTERY, percent, device=device)
+
+
+def pleth_samples(first: int, count: int, pulse_bpm: float = 72.0) -> tuple[int, ...]:
+    """Pleth in device units (0-100) like a finger sensor: a sharp upstroke, a notch, a second wave."""
+    phase = ((first + np.arange(count)) / 100.0 * pulse_bpm / 60.0) % 1.0
+    wave = np.exp(-0.5 * ((phase - 0.2) / 0.06) ** 2) + 0.45 * np.exp(-0.5 * ((phase - 0.45) / 0.08) ** 2)
+    return tuple(int(v) for v in np.round(15 + 70 * wave))
+
+
+def feed_pleth(window: MainWindow, clock: FakeClock, seconds: float, start: int = 0) -> int:
+    """Feed 100 Hz pleth in 3-sample packets at 30 frames per second; returns the next sample index."""
+    session = window.session
+    n = start
+    for _ in range(round(seconds * 30)):
+        clock.advance(1 / 30)
+        packet = pleth_samples(n, 3)
+        mono = clock.monotonic() - 2 / 100
+        session.ingest([Waveform("pleth", 100.0, packet, mono, clock.wall(), OXI)])
+        n += 3
+        window.on_frame()
+    return n
+
+
+def busy_session(clock: FakeClock) -> Session:
+    """An oximeter, a strap and a cuff, all connected (three status lines)."""
+    session = connected_session(clock)
+    session.register_device(DeviceInfo(STRAP, "Test HR strap", "heart-rate"))
+    session.device_state(STRAP, DeviceState.CONNECTED)
+    session.register_device(DeviceInfo(CUFF, "Test BP cuff", "blood-pressure"))
+    session.device_state(CUFF, DeviceState.CONNECTED)
+    return session
 
 
 @pytest.fixture
@@ -204,18 +266,76 @@ def test_value_is_readable_from_three_metres(shown: MainWindow, session: Session
         assert metrics.height() <= value.height()
 
 
-def test_layout_trend_left_numerics_right_devices_bottom(shown: MainWindow) -> None:
-    def rect(w: QWidget) -> QRect:
-        return QRect(w.mapTo(shown, QPoint(0, 0)), w.size())
+def rect_in(window: QWidget, w: QWidget) -> QRect:
+    return QRect(w.mapTo(window, QPoint(0, 0)), w.size())
 
-    trend, status = rect(shown.trend), rect(shown.status_line)
-    spo2, pulse = rect(shown.tiles[Param.SPO2]), rect(shown.tiles[Param.PULSE_RATE])
+
+def test_layout_sweep_and_trends_left_tiles_right_devices_bottom(shown: MainWindow) -> None:
+    trend, status, sweep = (
+        rect_in(shown, shown.trend),
+        rect_in(shown, shown.status_line),
+        rect_in(shown, shown.sweep),
+    )
+    spo2, pulse = rect_in(shown, shown.tiles[Param.SPO2]), rect_in(shown, shown.tiles[Param.PULSE_RATE])
+    bp = rect_in(shown, shown.bp_tile)
     assert trend.width() > 900  # the trend gets most of the width
-    assert spo2.left() > trend.right() and pulse.left() > trend.right()
-    assert spo2.bottom() < pulse.top()  # SpO2 above pulse
-    assert status.top() > max(trend.bottom(), pulse.bottom())
+    assert sweep.bottom() < trend.top() and sweep.height() >= 150  # the pleth sweep above the trends
+    assert abs(sweep.left() - trend.left()) <= 2 and abs(sweep.right() - trend.right()) <= 2
+    for tile in (spo2, pulse, bp):
+        assert tile.left() > trend.right()
+    assert spo2.bottom() < pulse.top() < pulse.bottom() < bp.top()  # SpO2, pulse, then BP
+    assert status.top() > max(trend.bottom(), bp.bottom())
     assert status.bottom() <= shown.height()
-    assert shown.elapsed_label.mapTo(shown, QPoint(0, 0)).y() < trend.top()
+    assert shown.elapsed_label.mapTo(shown, QPoint(0, 0)).y() < sweep.top()
+
+
+def fit_label_fits(label: QLabel) -> bool:
+    """A fitted number's widest text and its font's height fit the label (nothing clipped)."""
+    metrics = QFontMetrics(label.font())
+    return metrics.horizontalAdvance(label.text()) <= label.width() and metrics.height() <= label.height()
+
+
+@pytest.mark.parametrize("size", [(1600, 900), (1280, 800), (1920, 1080)])
+def test_no_tile_text_is_clipped_at_common_screen_sizes(
+    qtbot: QtBot, size: tuple[int, int], clock: FakeClock
+) -> None:
+    session = busy_session(clock)
+    window = MainWindow(session, tz=UTC)
+    qtbot.addWidget(window)
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    # the widest texts each tile can show
+    clock.advance(1)
+    session.ingest(vitals(clock, 100, 188, Quality.POOR_SIGNAL | Quality.LOW_PERFUSION))
+    session.ingest(
+        [bp_reading(clock, 188, 188, 188, status=BPStatus.IRREGULAR_PULSE | BPStatus.BODY_MOVEMENT)]
+    )
+    clock.advance(2 * 3600)
+    window.on_frame()
+    window.render_png(Path(os.devnull))  # lays out pending changes
+    assert (window.width(), window.height()) == size
+    whole = window.rect()
+    for tile in (*window.tiles.values(), window.bp_tile):
+        area = rect_in(window, tile)
+        assert whole.contains(area), tile.objectName()
+        for label in tile.findChildren(QLabel):
+            if not label.text():
+                continue
+            inside = QRect(label.mapTo(tile, QPoint(0, 0)), label.size())
+            assert tile.rect().contains(inside), (tile.objectName(), label.text())
+            if label.objectName() == "tileValue":
+                assert fit_label_fits(label), (tile.objectName(), label.text(), label.size())
+            else:
+                assert label.width() >= label.sizeHint().width(), (tile.objectName(), label.text())
+                assert label.height() >= label.minimumSizeHint().height(), (tile.objectName(), label.text())
+    assert window.bp_tile.value_text() == "188/188"
+    assert "IRREGULAR PULSE" in window.bp_tile.status_text()
+    assert window.bp_tile.age_text().endswith("2 h 00 min ago")
+    # BP digits readable at 3 m too: at least 40 px digits even on the smallest screen
+    bp_value = window.bp_tile.findChild(QLabel, "tileValue")
+    assert bp_value is not None
+    assert QFontMetrics(bp_value.font()).tightBoundingRect("120/80").height() >= 40
 
 
 # -------------------------------------------------------------------------- trends
@@ -326,6 +446,128 @@ def test_trend_widens_for_a_value_off_the_scale(
     assert lo <= 63 and hi >= 190
 
 
+# -------------------------------------------------------------------------- pleth
+def test_frames_draw_the_sessions_pleth_and_say_no_pleth_when_it_stops(
+    window: MainWindow, clock: FakeClock
+) -> None:
+    feed_pleth(window, clock, 2.0)
+    _, y = window.sweep.trace()
+    drawn = np.isfinite(y).sum()
+    assert 190 <= drawn <= 200  # 2 s at 100 points/s, from the session's own buffer
+    assert not window.sweep.no_signal()
+    clock.advance(2.5)  # the oximeter stops sending pleth
+    window.on_frame()
+    assert window.sweep.message_text() == "NO PLETH"
+
+
+# -------------------------------------------------------------------------- blood pressure
+def test_bp_tile_before_any_reading(window: MainWindow) -> None:
+    tile = window.bp_tile
+    assert window.findChild(BloodPressureTile, "tile_bp") is tile
+    assert (tile.value_text(), tile.map_text(), tile.age_text()) == ("---/---", "", "no reading yet")
+    assert (tile.stored_text(), tile.status_text()) == ("", "")
+
+
+def test_bp_tile_shows_a_live_reading_and_its_age_counts(
+    window: MainWindow, session: Session, clock: FakeClock
+) -> None:
+    clock.advance(60)
+    session.ingest([bp_reading(clock, 120, 80, 93)])
+    tile = window.bp_tile
+    assert (tile.value_text(), tile.map_text()) == ("120/80", "(93)")
+    assert tile.age_text() == "at 14:06 · just now"
+    assert (tile.stored_text(), tile.status_text()) == ("", "")
+    clock.advance(4 * 60 + 10)
+    window.on_frame()
+    assert tile.age_text() == "at 14:06 · 4 min ago"
+    clock.advance(61 * 60)
+    window.on_frame()
+    assert tile.age_text() == "at 14:06 · 1 h 05 min ago"
+    assert "120/80" in tile.accessibleName() and "1 h 05 min ago" in tile.accessibleName()
+
+
+def test_bp_tile_marks_a_stored_reading_and_places_it_by_the_cuff_time(
+    window: MainWindow, session: Session, clock: FakeClock
+) -> None:
+    clock.advance(30 * 60)
+    cuff_time = clock.wall() - 12 * 60  # taken 12 min ago while the link was down
+    session.ingest([bp_reading(clock, 134, 86, 102, stored=True, measured_wall=cuff_time)])
+    tile = window.bp_tile
+    assert (tile.value_text(), tile.map_text()) == ("134/86", "(102)")
+    assert tile.stored_text() == "STORED READING"
+    assert tile.age_text() == "at 14:23 · 12 min ago"
+    # on the trend it sits at the cuff's time, 18 min into the session, not at its arrival
+    window.on_frame()
+    markers = window.trend.bp_markers()
+    assert markers is not None
+    sys_x, sys_y = markers[0].getData()
+    np.testing.assert_allclose(sys_x, [18.0])
+    np.testing.assert_allclose(sys_y, [134.0])
+
+    clock.advance(60)
+    session.ingest([bp_reading(clock, 121, 79, 92)])  # a live one: newer, replaces it
+    assert (tile.value_text(), tile.stored_text()) == ("121/79", "")
+    older = clock.wall() - 20 * 60
+    session.ingest([bp_reading(clock, 150, 95, 113, stored=True, measured_wall=older)])
+    assert tile.value_text() == "121/79"  # an older stored upload does not replace the newest
+    window.on_frame()
+    sys_x, _ = markers[0].getData()
+    assert sorted(np.round(sys_x, 3)) == [11.0, 18.0, 31.0]
+
+
+def test_bp_tile_says_the_cuffs_status_in_words(
+    window: MainWindow, session: Session, clock: FakeClock
+) -> None:
+    clock.advance(1)
+    session.ingest(
+        [bp_reading(clock, 142, 91, 108, status=BPStatus.IRREGULAR_PULSE | BPStatus.CUFF_TOO_LOOSE)]
+    )
+    tile = window.bp_tile
+    assert tile.value_text() == "142/91"
+    assert tile.status_text() == "CUFF LOOSE · IRREGULAR PULSE"
+    clock.advance(60)
+    session.ingest([bp_reading(clock, None, None, None, status=BPStatus.BODY_MOVEMENT)])
+    assert (tile.value_text(), tile.map_text()) == ("---/---", "")
+    assert tile.status_text() == "MEASUREMENT ERROR · MOVEMENT"
+    clock.advance(60)
+    session.ingest([bp_reading(clock, 120, 80, 93, status=BPStatus.MEASUREMENT_ERROR)])
+    assert (tile.value_text(), tile.status_text()) == ("---/---", "MEASUREMENT ERROR")
+    window.on_frame()
+    markers = window.trend.bp_markers()
+    assert markers is not None
+    sys_x, _ = markers[0].getData()
+    assert len(sys_x) == 2  # the reading without numbers leaves no marker
+
+
+def test_age_words() -> None:
+    assert format_age(-5) == "just now"
+    assert format_age(59) == "just now"
+    assert format_age(60) == "1 min ago"
+    assert format_age(59 * 60 + 59) == "59 min ago"
+    assert format_age(2 * 3600 + 7 * 60) == "2 h 07 min ago"
+
+
+def test_bp_markers_are_points_on_their_own_plot(
+    window: MainWindow, session: Session, clock: FakeClock
+) -> None:
+    for sys_v, dia_v in [(118, 76), (125, 82), (131, 84)]:  # at 5, 10 and 15 min
+        clock.advance(5 * 60)
+        session.ingest([bp_reading(clock, sys_v, dia_v, None)])
+    window.on_frame()
+    markers = window.trend.bp_markers()
+    assert markers is not None
+    (sys_x, sys_y), (dia_x, dia_y) = markers[0].getData(), markers[1].getData()
+    np.testing.assert_allclose(sys_x, [5.0, 10.0, 15.0])
+    np.testing.assert_allclose(dia_x, [5.0, 10.0, 15.0])
+    np.testing.assert_allclose(sys_y, [118, 125, 131])
+    np.testing.assert_allclose(dia_y, [76, 82, 84])
+    assert markers[0].opts["symbol"] == "t" and markers[1].opts["symbol"] == "t1"  # ▼ over ▲
+    bp_plot = window.trend.plot_item(Param.SYSTOLIC)
+    assert bp_plot is not window.trend.plot_item(Param.PULSE_RATE)
+    assert bp_plot.viewRange()[0] == pytest.approx([0.0, 30.0])  # the shared time axis
+    assert window.bp_tile.map_text() == "(---)"  # no MAP sent
+
+
 # -------------------------------------------------------------------------- devices and clocks
 def test_device_state_changes_appear_in_the_status_line(qtbot: QtBot, clock: FakeClock) -> None:
     session = Session(clock)
@@ -333,10 +575,10 @@ def test_device_state_changes_appear_in_the_status_line(qtbot: QtBot, clock: Fak
     qtbot.addWidget(window)
     assert window.status_line.row_texts() == []
 
-    session.register_device(DeviceInfo(STRAP, "Polar H10", "heart-rate"))
+    session.register_device(DeviceInfo(STRAP, "Test HR strap", "heart-rate"))
     session.device_state(STRAP, DeviceState.SEARCHING)
     (line,) = window.status_line.row_texts()
-    assert "Polar H10" in line and "heart-rate" in line and "searching" in line
+    assert "Test HR strap" in line and "heart-rate" in line and "searching" in line
     assert "◌" in line
 
     session.device_state(STRAP, DeviceState.CONNECTING)
@@ -357,12 +599,35 @@ def test_device_state_changes_appear_in_the_status_line(qtbot: QtBot, clock: Fak
 
 
 def test_one_line_per_device(window: MainWindow, session: Session) -> None:
-    session.register_device(DeviceInfo(STRAP, "Polar H10", "heart-rate"))
+    session.register_device(DeviceInfo(STRAP, "Test HR strap", "heart-rate"))
     session.device_state(STRAP, DeviceState.CONNECTING)
     lines = window.status_line.row_texts()
     assert len(lines) == 2
-    assert "O2Ring 2041" in lines[0] and "connected" in lines[0]
-    assert "Polar H10" in lines[1] and "connecting" in lines[1]
+    assert "Test oximeter" in lines[0] and "connected" in lines[0]
+    assert "Test HR strap" in lines[1] and "connecting" in lines[1]
+
+
+def test_battery_per_device_in_the_status_line(
+    window: MainWindow, session: Session, clock: FakeClock
+) -> None:
+    session.register_device(DeviceInfo(CUFF, "Test BP cuff", "blood-pressure"))
+    session.device_state(CUFF, DeviceState.CONNECTED)
+    clock.advance(1)
+    session.ingest([battery(clock, OXI, 85), battery(clock, CUFF, 21)])
+    oxi, cuff = window.status_line.row_texts()
+    assert "battery 85 %" in oxi and "LOW" not in oxi
+    assert "battery 21 %" in cuff and "LOW" not in cuff
+    clock.advance(60)
+    session.ingest([battery(clock, CUFF, 20)])
+    oxi, cuff = window.status_line.row_texts()
+    assert "battery 85 %" in oxi  # the other device keeps its own level
+    assert "battery 20 % LOW" in cuff
+    low = [
+        lab
+        for lab in window.status_line.findChildren(QLabel, "deviceBattery")
+        if lab.property("low") == "true"
+    ]
+    assert [lab.text() for lab in low] == ["battery 20 % LOW"]
 
 
 def test_top_bar_shows_elapsed_and_wall_time(window: MainWindow, clock: FakeClock) -> None:
@@ -398,26 +663,51 @@ def test_close_unsubscribes_and_stops_the_timer(
 # -------------------------------------------------------------------------- picture
 def test_render_png_of_thirty_minutes(qtbot: QtBot, tmp_path: Path) -> None:
     clock = FakeClock(start_wall=AFTERNOON)
-    session = connected_session(clock)
-    session.register_device(DeviceInfo(STRAP, "Polar H10", "heart-rate"))
+    session = busy_session(clock)
     window = MainWindow(session, tz=UTC)
     qtbot.addWidget(window)
     window.resize(1600, 900)
     window.show()
     qtbot.waitExposed(window)
     feed_plausible(session, clock, 29 * 60 + 20)
+    # a reading every 5 minutes from minute 1; the newest (minute 26) with an irregular pulse
+    for k, minute in enumerate(range(1, 30, 5)):
+        t = session.started_mono + minute * 60
+        w = session.started_wall + minute * 60
+        status = BPStatus.IRREGULAR_PULSE if minute == 26 else BPStatus.NONE
+        reading = BloodPressure(118 + 3 * k, 76 + k, 90 + 2 * k, 72, t, w, CUFF, status=status)
+        session.ingest([reading])
+    session.ingest([battery(clock, OXI, 85), battery(clock, CUFF, 15), battery(clock, STRAP, 60)])
     session.device_state(STRAP, DeviceState.LOST, "link dropped at T+00:21:40")
+    feed_pleth(window, clock, 5.0)
 
     path = tmp_path / "main-window.png"
     window.render_png(path)
     assert path.stat().st_size > 20_000
     image = QImage(str(path))
     assert (image.width(), image.height()) == (1600, 900)
-    # the picture holds the cyan SpO2 colour somewhere (the numeric and the trend): not blank
-    cyan = QColor("#35e0f0").rgb()
-    hits = sum(image.pixel(x, y) == cyan for x in range(0, 1600, 4) for y in range(0, 900, 4))
-    assert hits > 200
-    assert window.elapsed_label.text() == "T+00:29:20"
+
+    def colour_hits(colour: str, area: QRect) -> int:
+        rgb = QColor(colour).rgb()
+        return sum(
+            image.pixel(x, y) == rgb
+            for x in range(area.left(), area.right(), 2)
+            for y in range(area.top(), area.bottom(), 2)
+        )
+
+    # the sweep holds a drawn pleth, the trends the SpO2 line and the BP markers: not blank
+    assert colour_hits(style.PLETH, rect_in(window, window.sweep)) > 150
+    assert colour_hits(style.PARAM_COLOURS[Param.SPO2], rect_in(window, window.trend)) > 100
+    bp_plot = window.trend.plot_item(Param.SYSTOLIC)
+    bp_area = bp_plot.sceneBoundingRect().toRect().translated(rect_in(window, window.trend).topLeft())
+    assert colour_hits(style.BP, bp_area) > 40
+    assert window.elapsed_label.text() == "T+00:29:24"  # 29:20 + 150 frames of 1/30 s, just short of :25
+    assert window.bp_tile.value_text() == "133/81"
+    assert window.bp_tile.status_text() == "IRREGULAR PULSE"
+    assert window.bp_tile.age_text() == "at 14:31 · 3 min ago"
+    assert not window.sweep.no_signal()
+    lines = window.status_line.row_texts()
+    assert "battery 15 % LOW" in lines[2] and "battery 85 %" in lines[0]
     clipped = [
         lab.text()
         for lab in window.findChildren(QLabel)
