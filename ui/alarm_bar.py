@@ -9,7 +9,7 @@ from typing import override
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from kapmonitor.alarms import Alarm, AlarmEngine, AlarmKind, Priority, Transition, TransitionEvent
 from kapmonitor.alarms.model import PARAM_NAMES, SOUNDING_STATES, AlarmState
@@ -134,7 +134,11 @@ class AlarmBar(QWidget):
         self._failure.setVisible(False)
         self._main = QLabel()
         self._main.setObjectName("alarmMain")
-        self._main.setFont(style.font(38, bold=True))
+        self._main.setFont(style.font(32, bold=True))
+        # a long message must not push the window wider than the screen: the label may shrink
+        # (its full text is also its tooltip, and the history lists every alarm in full)
+        self._main.setMinimumWidth(0)
+        self._main.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._more = QLabel()
         self._more.setObjectName("alarmMore")
         self._more.setFont(style.font(24, bold=True))
@@ -248,6 +252,7 @@ class AlarmBar(QWidget):
             self._more.setText("")
         else:
             self._main.setText(alarm_text(top))
+            self._main.setToolTip(alarm_text(top))
             self._more.setText(f"+{len(alarms) - 1} more" if len(alarms) > 1 else "")
         self._more.setVisible(bool(self._more.text()))
         self.ack_button.setEnabled(any(a.state in SOUNDING_STATES for a in alarms))

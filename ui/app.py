@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from devices._ble.link import DeviceLink
 from devices.registry import roles_available, specs_for_role
 from kapmonitor import __version__
+from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.session import Session
 from kapmonitor.settings import Settings, default_settings_path
@@ -53,6 +55,7 @@ class Options:
     headless: bool
     verbose: bool
     oximeter: str = "viatom"
+    operator: str = "operator"
     target: str = ""
     export_format: str = ""
     at: float | None = None
@@ -73,7 +76,9 @@ class Monitor:
         self.db = open_database(db_path)
         self.recorder = Recorder(self.db, clock)
         self.session_id = self.recorder.begin_session(kind="demo" if demo else "live")
-        self.session = Session(clock, self.recorder)
+        #: the KAP default alarm rules (../shared/reference/alarms.md); every transition is recorded
+        self.alarms = AlarmEngine(clock, kap_defaults())
+        self.session = Session(clock, self.recorder, alarms=self.alarms)
         self.links: list[DeviceLink] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -196,6 +201,7 @@ def _run_qt(opts: Options) -> int:
     from PySide6.QtWidgets import QApplication
 
     from ui.main_window import MainWindow
+    from ui.sound import AlarmSoundPlayer
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -206,7 +212,13 @@ def _run_qt(opts: Options) -> int:
     async def main() -> int:
         clock = make_clock(opts)
         monitor = Monitor(clock, opts.db, _make_demo(opts, clock))
-        window = MainWindow(monitor.session)
+        sound = None
+        if opts.command != "snapshot":  # a picture needs no sound; the console always does
+            sound = AlarmSoundPlayer()
+        operator = opts.operator
+        window = MainWindow(monitor.session, sound=sound, operator=lambda: operator)
+        if sound is not None:
+            sound.check_device()  # no audio output: the audio-failure alarm, shown at once
         window.setWindowTitle(f"kapmonitor — session {monitor.session_id}" + (" — DEMO" if opts.demo else ""))
         window.resize(1600, 900)
         closed = asyncio.Event()
@@ -254,6 +266,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         default="viatom",
         help="which emulated oximeter protocol (with --demo)",
     )
+    common.add_argument(
+        "--operator",
+        default=None,
+        help="who is at the console, for the audit trail (default: the login name)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("monitor", parents=[common], help="open the console (the default)")
@@ -295,10 +312,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         headless=getattr(ns, "headless", False),
         verbose=ns.verbose,
         oximeter=ns.oximeter,
+        operator=ns.operator or _login_name(),
         target=getattr(ns, "target", ""),
         export_format=getattr(ns, "fmt", ""),
         at=getattr(ns, "at", None),
     )
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser() or "operator"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "operator"
 
 
 def setup_logging(verbose: bool) -> None:

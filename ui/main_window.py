@@ -11,9 +11,20 @@ from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
 
+from kapmonitor.alarms import TechnicalCondition
 from kapmonitor.measurements import BloodPressure, DeviceState, Numeric, Param
-from kapmonitor.session import BloodPressureTaken, DeviceChanged, NumericsChanged, Session, SessionEvent
+from kapmonitor.session import (
+    AlarmChanged,
+    BloodPressureTaken,
+    DeviceChanged,
+    NumericsChanged,
+    Session,
+    SessionEvent,
+)
 from ui import style
+from ui.alarm_bar import AlarmBar
+from ui.alarm_panels import AlarmHistoryPanel, AlarmOffDialog, LimitsDialog
+from ui.sound import AlarmSoundPlayer
 from ui.waveform import SweepWaveform
 from ui.widgets import (
     UNUSABLE,
@@ -49,10 +60,21 @@ class MainWindow(QMainWindow):
     #: Emitted once the window has been closed (the composition root then ends the session).
     closed = Signal()
 
-    def __init__(self, session: Session, *, tz: tzinfo | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        tz: tzinfo | None = None,
+        sound: AlarmSoundPlayer | None = None,
+        operator: Callable[[], str] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.session = session
         self._tz = tz
+        #: who is at the console: every acknowledgement, pause and limit change is audited with it
+        self.operator: Callable[[], str] = operator or (lambda: "operator")
+        self.sound = sound
         self.setWindowTitle("kapmonitor")
         self.setObjectName("mainWindow")
         self.setStyleSheet(style.STYLESHEET)
@@ -79,6 +101,16 @@ class MainWindow(QMainWindow):
         root.setContentsMargins(0, 0, 0, 0)
         root.setSpacing(0)
         root.addWidget(self._build_top_bar())
+        #: the alarm bar on top (only for a session with an alarm engine; a replay has none)
+        self.alarm_bar: AlarmBar | None = None
+        self.alarm_history: AlarmHistoryPanel | None = None
+        if session.alarms is not None:
+            self.alarm_bar = AlarmBar(session.alarms, session.clock, self.operator)
+            root.addWidget(self.alarm_bar)
+            self.alarm_history = AlarmHistoryPanel(session.alarms, tz=tz)
+            self.alarm_history.setWindowTitle("Alarm history")
+            self.alarm_history.resize(1100, 500)
+            self._build_alarm_menu()
 
         body = QHBoxLayout()
         body.setContentsMargins(12, 12, 12, 12)
@@ -109,6 +141,13 @@ class MainWindow(QMainWindow):
 
         self.status_line = DeviceStatusLine()
         root.addWidget(self.status_line)
+
+        if self.alarm_bar is not None:
+            self.alarm_bar.attach_tile(self.tiles[Param.SPO2], Param.SPO2)
+            self.alarm_bar.attach_tile(self.tiles[Param.PULSE_RATE], [Param.PULSE_RATE, Param.HEART_RATE])
+            self.alarm_bar.attach_tile(self.bp_tile, [Param.SYSTOLIC, Param.DIASTOLIC, Param.MAP])
+        if self.sound is not None:
+            self.sound.failed.connect(self.on_audio_failure)
 
         for param in TILE_PARAMS:
             self._update_tile(param)
@@ -160,9 +199,74 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.wall_label)
         return bar
 
+    def _build_alarm_menu(self) -> None:
+        self.menuBar().setStyleSheet(
+            "QMenuBar { background: #0b1016; color: #c8d2da; font-size: 16px; }"
+            "QMenuBar::item:selected, QMenu::item:selected { background: #24303a; }"
+            "QMenu { background: #111820; color: #e8eef2; font-size: 16px; }"
+        )
+        menu = self.menuBar().addMenu("&Alarms")
+        menu.addAction("Alarm &limits…", self.open_limits)
+        menu.addAction("Turn a parameter's alarms &off…", self.open_alarm_off)
+        menu.addAction("Turn all alarms back &on", self.alarms_on)
+        menu.addAction("Alarm &history", self.show_history)
+
+    def open_limits(self) -> None:
+        assert self.session.alarms is not None
+        LimitsDialog(self.session.alarms, self.operator, parent=self).exec()
+        self._update_alarms()
+
+    def open_alarm_off(self) -> None:
+        assert self.session.alarms is not None
+        AlarmOffDialog(self.session.alarms, self.operator, parent=self).exec()
+        self._update_alarms()
+
+    def alarms_on(self) -> None:
+        engine = self.session.alarms
+        assert engine is not None
+        for param in list(engine.alarms_off):
+            engine.set_alarm_on(param, self.operator())
+        self._update_alarms()
+
+    def show_history(self) -> None:
+        if self.alarm_history is not None:
+            self.alarm_history.refresh()
+            self.alarm_history.show()
+            self.alarm_history.raise_()
+
+    # -- alarms: one sound at a time, the highest-priority unsilenced alarm ----------------------
+    def _update_alarms(self) -> None:
+        if self.alarm_bar is not None:
+            self.alarm_bar.refresh()
+        self._update_sound()
+
+    def _update_sound(self) -> None:
+        engine = self.session.alarms
+        if engine is None or self.sound is None:
+            return
+        signal = engine.audio_signal()
+        if signal is None:
+            if self.sound.is_playing():
+                self.sound.stop()
+            return
+        self.sound.play(signal.priority.name.lower(), signal.volume_step)
+
+    def on_audio_failure(self, detail: str) -> None:
+        """No sound device or playback failed: a technical alarm, and the bar turns unmissable."""
+        if self.session.alarms is not None:
+            self.session.alarms.set_technical(TechnicalCondition.AUDIO_FAILURE, "audio", True, detail)
+        if self.alarm_bar is not None:
+            self.alarm_bar.set_audio_failed(True, detail)
+
     # -- session events ----------------------------------------------------------------------
     def _on_event(self, event: SessionEvent) -> None:
-        if isinstance(event, NumericsChanged):
+        if isinstance(event, AlarmChanged):
+            if self.alarm_bar is not None:
+                self.alarm_bar.notice(event.transition)
+            if self.alarm_history is not None and self.alarm_history.isVisible():
+                self.alarm_history.refresh()
+            self._update_sound()
+        elif isinstance(event, NumericsChanged):
             for param in {n.param for n in event.numerics}:
                 if param in self.tiles:
                     self._update_tile(param)
@@ -230,8 +334,10 @@ class MainWindow(QMainWindow):
         self._shown_second = second
         self.elapsed_label.setText(format_elapsed(elapsed))
         self.wall_label.setText(format_wall(self.session.clock.wall(), self._tz))
-        # once a second: live "no data for N s" and malformed counts (those do not emit events)
+        # once a second: live "no data for N s" and malformed counts (those do not emit events),
+        # the pause countdown and its expiry
         self._update_devices()
+        self._update_alarms()
         self.bp_tile.update_age(now_mono=self.session.clock.monotonic(), now_wall=self.session.clock.wall())
 
     # -- frame timer -------------------------------------------------------------------------
@@ -246,6 +352,10 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop the timer and unsubscribe from the session (idempotent)."""
         self.frame_timer.stop()
+        if self.sound is not None:
+            self.sound.stop()
+        if self.alarm_history is not None:
+            self.alarm_history.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

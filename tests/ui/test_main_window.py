@@ -720,3 +720,34 @@ def test_render_png_of_thirty_minutes(qtbot: QtBot, tmp_path: Path) -> None:
     if os.environ.get(SCREENSHOT_ENV):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         window.render_png(SCREENSHOT)
+
+
+# -- the alarm channel wired into the window -------------------------------------------------------
+def test_alarms_reach_the_bar_and_the_tile_and_a_missing_audio_device_is_unmissable(qtbot: QtBot) -> None:
+    from kapmonitor.alarms import AlarmEngine, TechnicalCondition, kap_defaults
+    from ui.sound import AlarmSoundPlayer
+
+    clock = FakeClock()
+    engine = AlarmEngine(clock, kap_defaults(), hold_off_s=0)
+    session = Session(clock, alarms=engine)
+    # a player whose sound files do not exist: play() must fail loudly, never silently
+    sound = AlarmSoundPlayer(sounds_dir=Path("/nonexistent/kapmonitor-sounds"))
+    window = MainWindow(session, sound=sound, operator=lambda: "nurse Kim")
+    qtbot.addWidget(window)
+    assert window.alarm_bar is not None
+    assert window.alarm_bar.main_text() == "No active alarms"
+    session.device_state("OXI", DeviceState.CONNECTED)
+    session.ingest([Numeric(Param.SPO2, 82.0, clock.monotonic(), clock.wall(), "OXI")])
+    # SpO2 < 85 %: high priority at once (alarms.md)
+    assert [a.label for a in engine.active_alarms() if a.param is Param.SPO2] == ["*** SpO2 < 85 %"]
+    # the sound was asked for and could not play: that raised the (high) audio-failure alarm, which
+    # as the newest high-priority alarm now heads the bar, with the SpO2 alarm counted beside it
+    assert engine.technical_active(TechnicalCondition.AUDIO_FAILURE, "audio")
+    assert window.alarm_bar.main_text().startswith("*** ALARM AUDIO FAILURE")
+    assert window.alarm_bar.more_text() == "+1 more"
+    assert window.alarm_bar.flash_period_s() == 0.5
+    assert "AUDIO FAILURE" in window.alarm_bar.failure_text()
+    # acknowledging from the window is audited with the operator's name
+    window.alarm_bar.acknowledge_all()
+    assert any(a.who == "nurse Kim" and a.action == "acknowledge" for a in engine.audit_log())
+    window.shutdown()
