@@ -13,6 +13,7 @@ RUNS: list[list[str]] = [
     ["bench_ingest.py", "--packets", "20000", "--per-second", "1"],
     ["bench_replay.py"],
     ["bench_screen.py"],
+    ["bench_alarm.py"],
 ]
 
 
