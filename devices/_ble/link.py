@@ -88,6 +88,7 @@ class DeviceLink:
         self.malformed = 0
         self.packets = 0
         self.device_information: dict[str, str] = {}
+        self._unavailable_logged = False
 
     # -- public ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -99,6 +100,12 @@ class DeviceLink:
                 ok = await self._one_connection()
             except asyncio.CancelledError:
                 raise
+            except (BleakError, OSError) as exc:
+                # no adapter, no BlueZ/D-Bus, adapter switched off: say so plainly, keep trying
+                if not self._unavailable_logged:
+                    log.warning("%s: Bluetooth unavailable: %r (retrying quietly)", self.role, exc)
+                    self._unavailable_logged = True
+                self._report(DeviceState.LOST, f"Bluetooth unavailable ({type(exc).__name__}: {exc})")
             except Exception as exc:  # never let a link error end monitoring
                 log.exception("%s: link error", self.device_id)
                 self._report(DeviceState.LOST, f"link error: {exc}")
