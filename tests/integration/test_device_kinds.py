@@ -1,0 +1,317 @@
+"""End to end for each device kind: emulator → bleak (bumble backend) → DeviceLink → Session → SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+import pytest_asyncio
+import tzlocal
+
+from devices._ble.bumble_backend import bumble_backends
+from devices._ble.link import DeviceLink
+from devices.bp.parser import parse_bp_measurement
+from devices.emulated.berrymed_oximeter import EmulatedBerryMedOximeter
+from devices.emulated.bp_cuff import EmulatedBPCuff
+from devices.emulated.hr_strap import EmulatedHeartRateStrap
+from devices.emulated.malformed import PLX_STRUCTURED, MalformedInjector, plx_is_malformed
+from devices.emulated.plx_oximeter import EmulatedPlxOximeter
+from devices.emulated.radio import VirtualRadio
+from devices.emulated.scenario import SCENARIOS
+from devices.emulated.viatom_oximeter import EmulatedViatomOximeter
+from devices.registry import BP_CUFF, HR_STRAP, OXIMETER, specs_for_role
+from kapmonitor.clock import Clock, ScaledClock, SystemClock
+from kapmonitor.measurements import DeviceState, Param
+from kapmonitor.session import Session, SessionEvent
+from kapmonitor.storage import Recorder, open_database, queries
+
+#: scenario seconds per wall second, for the emulators and the console's ScaledClock alike (as the
+#: demo runs: ui/app.py pairs `--speed` with ScaledClock)
+SPEED = 10.0
+ADV_MS = 20.0
+WAIT_S = 10.0
+
+
+class Emulator(Protocol):
+    radio: VirtualRadio
+
+    @property
+    def address(self) -> str: ...
+
+    async def start(self, at_s: float = 0.0) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class JumpClock:
+    """The console's clock (ScaledClock at SPEED) that can also jump forward: "ten minutes pass"."""
+
+    def __init__(self, base: Clock) -> None:
+        self.base = base
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return self.base.monotonic() + self.offset
+
+    def wall(self) -> float:
+        return self.base.wall() + self.offset
+
+    def jump(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Rig:
+    clock: JumpClock
+    session: Session
+    recorder: Recorder
+    link: DeviceLink
+
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
+        """Wait (on session events, never a blind sleep) until `condition` holds."""
+        changed = asyncio.Event()
+
+        def on_event(_e: SessionEvent) -> None:
+            changed.set()
+
+        unsubscribe = self.session.subscribe(on_event)
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    changed.clear()
+                    await changed.wait()
+        finally:
+            unsubscribe()
+
+    @property
+    def sid(self) -> str:
+        self.recorder.flush()
+        sid = self.recorder.session_id
+        assert sid is not None
+        return sid
+
+    def count(self, param: Param) -> int:
+        trend = self.session.trends.get(param)
+        return 0 if trend is None else len(trend)
+
+    def state(self, address: str) -> DeviceState | None:
+        status = self.session.devices.get(address)
+        return None if status is None else status.state
+
+
+@asynccontextmanager
+async def console(tmp_path: Path, role: str, emulator: Emulator, clock: JumpClock) -> AsyncIterator[Rig]:
+    """A recording session with one DeviceLink for `role`, built as the app builds it."""
+    await emulator.start()
+    db = open_database(tmp_path / "kap.sqlite")
+    recorder = Recorder(db, clock)
+    recorder.begin_session(kind="demo")
+    session = Session(clock, recorder)
+    scanner, client = bumble_backends(emulator.radio)
+    link = DeviceLink(
+        specs_for_role(role),
+        session,
+        clock,
+        scanner_backend=scanner,
+        client_backend=client,
+        role=role,
+        backoff_s=(0.1,),
+        watchdog_period_s=0.2,
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        yield Rig(clock, session, recorder, link)
+    finally:
+        link.stop()
+        await asyncio.wait_for(task, WAIT_S)
+        await emulator.stop()
+        if recorder.session_id is not None:
+            recorder.end_session()
+        db.close()
+
+
+@pytest_asyncio.fixture
+async def radio() -> AsyncIterator[VirtualRadio]:
+    r = VirtualRadio()
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.close()
+
+
+def scaled_clock() -> JumpClock:
+    return JumpClock(ScaledClock(SystemClock(), SPEED))
+
+
+# --------------------------------------------------------------------------------------- BP cuff
+
+
+@pytest.mark.asyncio
+async def test_bp_cuff_reading_and_a_stored_one_after_reconnect(radio: VirtualRadio, tmp_path: Path) -> None:
+    clock = scaled_clock()
+    scenario = SCENARIOS["normal"](5)
+    # the cuff's clock shows the console's local time (registry: bp_spec(tzlocal.get_localzone()))
+    cuff = EmulatedBPCuff(
+        radio,
+        scenario,
+        speed=SPEED,
+        epoch=clock.wall(),
+        tz=tzlocal.get_localzone(),
+        cycle_step_s=1.0,  # a short cuff cycle keeps the test quick
+        advertising_interval_ms=ADV_MS,
+    )
+    async with console(tmp_path, BP_CUFF, cuff, clock) as rig:
+        await rig.until(lambda: rig.state(cuff.address) is DeviceState.CONNECTED)
+        await rig.until(lambda: cuff.subscribed)
+        raw = await cuff.measure()
+        await rig.until(lambda: len(rig.session.bp_readings) == 1)
+        live = rig.session.bp_readings[0]
+        point = scenario.at(cuff.readings[0].started)
+        assert (live.systolic, live.diastolic, live.mean) == (point.systolic, point.diastolic, point.mean)
+        assert live.device == cuff.address and not live.stored
+        stamp = parse_bp_measurement(raw).timestamp
+        assert stamp is not None
+        shown = stamp.to_datetime(tzlocal.get_localzone())
+        assert shown is not None and live.measured_wall == shown.timestamp()
+        # the cuff's clock follows the console's: a fresh reading is stamped about when it arrives
+        assert abs(live.wall - live.measured_wall) < 60.0
+
+        # the console loses the cuff; a reading is taken meanwhile and kept in the cuff's memory
+        await cuff.vanish()
+        await rig.until(lambda: rig.state(cuff.address) is not DeviceState.CONNECTED)
+        await cuff.measure()
+        assert len(cuff.stored) == 1
+        taken = cuff.readings[-1]
+        # ten minutes pass for both before the cuff is back in range
+        clock.jump(600.0)
+        cuff.skip(600.0)
+        await cuff.come_back()
+        await rig.until(lambda: len(rig.session.bp_readings) == 2, timeout=15.0)
+        await rig.until(lambda: not cuff.stored)
+        stored = rig.session.bp_readings[1]
+        later = scenario.at(taken.started)
+        assert (stored.systolic, stored.diastolic) == (later.systolic, later.diastolic)
+        assert stored.stored
+        assert stored.measured_wall is not None and stored.wall - stored.measured_wall > 500.0
+
+        rows = queries.blood_pressure(rig.recorder.db, rig.sid)
+        assert [(r.systolic, r.diastolic, r.mean, r.stored) for r in rows] == [
+            (point.systolic, point.diastolic, point.mean, False),
+            (later.systolic, later.diastolic, later.mean, True),
+        ]
+        assert [r.measured_wall for r in rows] == [live.measured_wall, stored.measured_wall]
+
+
+# -------------------------------------------------------------------------------------- HR strap
+
+
+@pytest.mark.asyncio
+async def test_hr_strap_heart_rate_reaches_the_database(radio: VirtualRadio, tmp_path: Path) -> None:
+    clock = scaled_clock()
+    strap = EmulatedHeartRateStrap(radio, SCENARIOS["normal"](8), speed=SPEED, advertising_interval_ms=ADV_MS)
+    async with console(tmp_path, HR_STRAP, strap, clock) as rig:
+        await rig.until(lambda: rig.count(Param.HEART_RATE) >= 5)
+        assert rig.state(strap.address) is DeviceState.CONNECTED
+        _t, got = rig.session.trends[Param.HEART_RATE].arrays()
+        sent = [raw for t, raw in strap.sent if t is not None]
+        # 0x2A37 with an 8-bit value (flag bit 0 clear): the value is byte 1 (gatt.md)
+        sent_hr = [
+            float(raw[1]) if not raw[0] & 1 else float(int.from_bytes(raw[1:3], "little")) for raw in sent
+        ]
+        got_list = got.tolist()
+        start = sent_hr.index(got_list[0])
+        assert sent_hr[start : start + len(got_list)] == got_list
+        _mono, _wall, values = queries.numerics(rig.recorder.db, rig.sid, Param.HEART_RATE)
+        assert values.tolist() == got_list
+        assert all(40 <= v <= 140 for v in got_list)
+
+
+# ------------------------------------------------------------------- proprietary oximeters + pleth
+
+
+async def _check_oximeter_with_pleth(rig: Rig, address: str, rate_hz: float) -> None:
+    await rig.until(lambda: rig.state(address) is DeviceState.CONNECTED)
+    await rig.until(lambda: rig.count(Param.SPO2) >= 1 and rig.count(Param.PULSE_RATE) >= 1)
+    # count the pleth samples recorded over 5 scenario seconds (5 oximeter parameter reports), timed
+    # by the console's clock, which runs at scenario speed
+    sid = rig.sid
+    _t, before = queries.waveform(rig.recorder.db, sid, "pleth")
+    t0 = rig.clock.monotonic()
+    spo2_before = rig.count(Param.SPO2)
+    await rig.until(lambda: rig.count(Param.SPO2) >= spo2_before + 5)
+    _t, after = queries.waveform(rig.recorder.db, rig.sid, "pleth")
+    t1 = rig.clock.monotonic()
+    measured = (after.size - before.size) / (t1 - t0)
+    assert measured == pytest.approx(rate_hz, rel=0.10)
+    assert queries.waveform_devices(rig.recorder.db, sid, "pleth") == [address]
+    rates = rig.recorder.db.execute(
+        "SELECT DISTINCT rate_hz FROM waveform_chunks WHERE session_id = ?", (sid,)
+    ).fetchall()
+    assert rates == [(rate_hz,)]
+    for param in (Param.SPO2, Param.PULSE_RATE):
+        _mono, _wall, values = queries.numerics(rig.recorder.db, sid, param)
+        _t, trend = rig.session.trends[param].arrays()
+        assert values.size >= 4 and values.tolist() == trend.tolist()
+    _mono, _wall, spo2 = queries.numerics(rig.recorder.db, sid, Param.SPO2)
+    assert all(85 <= v <= 100 for v in spo2.tolist())
+
+
+@pytest.mark.asyncio
+async def test_viatom_numerics_and_pleth_reach_the_database(radio: VirtualRadio, tmp_path: Path) -> None:
+    oximeter = EmulatedViatomOximeter(
+        radio, SCENARIOS["normal"](9), speed=SPEED, advertising_interval_ms=ADV_MS
+    )
+    async with console(tmp_path, OXIMETER, oximeter, scaled_clock()) as rig:
+        await _check_oximeter_with_pleth(rig, oximeter.address, 50.0)
+
+
+@pytest.mark.asyncio
+async def test_berrymed_numerics_and_pleth_reach_the_database(radio: VirtualRadio, tmp_path: Path) -> None:
+    oximeter = EmulatedBerryMedOximeter(
+        radio, SCENARIOS["normal"](10), speed=SPEED, advertising_interval_ms=ADV_MS
+    )
+    async with console(tmp_path, OXIMETER, oximeter, scaled_clock()) as rig:
+        await _check_oximeter_with_pleth(rig, oximeter.address, 100.0)
+
+
+# ---------------------------------------------------------------------------- malformed injection
+
+
+@pytest.mark.asyncio
+async def test_injected_malformed_packets_are_counted_recorded_and_good_values_flow(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    oximeter = EmulatedPlxOximeter(
+        radio, SCENARIOS["normal"](11), speed=SPEED, advertising_interval_ms=ADV_MS
+    )
+    injector = MalformedInjector(
+        oximeter, seed=4, every_s=1.5, structured=PLX_STRUCTURED, keep=plx_is_malformed
+    )
+    async with console(tmp_path, OXIMETER, oximeter, scaled_clock()) as rig:
+        address = oximeter.address
+        await rig.until(lambda: rig.count(Param.SPO2) >= 1)
+        before = rig.count(Param.SPO2)
+        injector.start()
+        try:
+            await rig.until(lambda: rig.session.devices[address].counters.malformed >= 6)
+        finally:
+            await injector.stop()
+        injected = list(injector.injected)
+        assert all(plx_is_malformed(raw) for raw in injected)
+        await rig.until(lambda: rig.session.devices[address].counters.malformed == len(injected))
+        # good values kept coming between the bad ones, on the same connection
+        assert rig.count(Param.SPO2) >= before + 6
+        assert rig.state(address) is DeviceState.CONNECTED
+        assert rig.link.connections == 1
+        rows = queries.malformed_packets(rig.recorder.db, rig.sid)
+        assert [bytes(r.data) for r in rows] == injected
+        assert all("ParseError" in r.error for r in rows)
+        # the same seed gives the same packets
+        again = MalformedInjector(oximeter, seed=4, structured=PLX_STRUCTURED, keep=plx_is_malformed)
+        assert [again.next_packet() for _ in injected] == injected
