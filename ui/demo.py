@@ -11,9 +11,16 @@ from devices._ble.link import ClientBackend, ScannerBackend
 from devices.emulated.berrymed_oximeter import EmulatedBerryMedOximeter
 from devices.emulated.bp_cuff import EmulatedBPCuff
 from devices.emulated.hr_strap import EmulatedHeartRateStrap
+from devices.emulated.malformed import (
+    BERRYMED_STRUCTURED,
+    PLX_STRUCTURED,
+    VIATOM_STRUCTURED,
+    MalformedInjector,
+    plx_is_malformed,
+)
 from devices.emulated.plx_oximeter import EmulatedPlxOximeter
 from devices.emulated.radio import VirtualRadio
-from devices.emulated.scenario import SCENARIOS
+from devices.emulated.scenario import SCENARIOS, TRANSPORT_FAULTS
 from devices.emulated.viatom_oximeter import EmulatedViatomOximeter
 from kapmonitor.clock import Clock
 
@@ -57,6 +64,7 @@ class Demo:
         self.oximeter: EmulatedPlxOximeter | None = None
         self.cuff: EmulatedBPCuff | None = None
         self.strap: EmulatedHeartRateStrap | None = None
+        self.injector: MalformedInjector | None = None
 
     async def start(self) -> tuple[ScannerBackend, ClientBackend]:
         """Power the virtual radio, start the wearables; return the bleak backend classes."""
@@ -76,6 +84,16 @@ class Demo:
         await self.oximeter.start()
         await self.cuff.start()
         await self.strap.start()
+        if self.scenario_name in TRANSPORT_FAULTS:
+            # malformed packets every 5 scenario seconds, of the oximeter's own protocol
+            if self.oximeter_kind == "plx":
+                self.injector = MalformedInjector(
+                    self.oximeter, seed=self.seed, structured=PLX_STRUCTURED, keep=plx_is_malformed
+                )
+            else:
+                structured = VIATOM_STRUCTURED if self.oximeter_kind == "viatom" else BERRYMED_STRUCTURED
+                self.injector = MalformedInjector(self.oximeter, seed=self.seed, structured=structured)
+            self.injector.start()
         log.info(
             "demo: scenario %s (seed %d, speed %g): oximeter %s, BP cuff %s, HR strap %s",
             self.scenario_name,
@@ -89,6 +107,8 @@ class Demo:
 
     async def stop(self) -> None:
         """Stop the wearables and the radio."""
+        if self.injector is not None:
+            await self.injector.stop()
         for device in (self.oximeter, self.cuff, self.strap):
             if device is not None:
                 await device.stop()

@@ -406,6 +406,16 @@ def hypertensive_peak(seed: int) -> Scenario:
     )
 
 
+def malformed(seed: int) -> Scenario:
+    """Calm physiology; the demo adds a seeded stream of malformed packets (emulated/malformed.py)."""
+    return Scenario(
+        "malformed", seed, description="normal vitals with malformed packets every 5 s (transport fault)"
+    )
+
+
+#: Scenarios whose fault is in the transport, not the physiology: ui/demo.py adds the injector.
+TRANSPORT_FAULTS = frozenset({"malformed"})
+
 SCENARIOS: dict[str, Callable[[int], Scenario]] = {
     "normal": normal,
     "desaturation": desaturation,
@@ -416,4 +426,5 @@ SCENARIOS: dict[str, Callable[[int], Scenario]] = {
     "artefact": artefact,
     "disconnect_return": disconnect_return,
     "hypertensive_peak": hypertensive_peak,
+    "malformed": malformed,
 }
