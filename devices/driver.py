@@ -39,6 +39,8 @@ class Subscription:
     characteristic: str
     decode: Decoder
     label: str
+    #: subscribe only if the device has it (e.g. PLX spot-check next to continuous measurement)
+    optional: bool = False
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,8 @@ class DeviceLink:
             self._last_data_mono = self._clock.monotonic()
             packets_before = self.packets
             for sub in self.spec.subscriptions:
+                if sub.optional and client.services.get_characteristic(sub.characteristic) is None:
+                    continue
                 await client.start_notify(sub.characteristic, self._callback(sub))
             for char, payload in self.spec.start_commands:
                 await client.write_gatt_char(char, payload, response=False)

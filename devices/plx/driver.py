@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from devices.driver import DriverSpec, Subscription, uuid16
-from devices.plx.parser import parse_plx_continuous, to_numerics
+from devices.plx.parser import parse_plx_continuous, parse_plx_spot_check, spot_check_to_numerics, to_numerics
 from kapmonitor.measurements import Measurement
 
 #: gatt.md, "Pulse Oximeter Service 0x1822"
@@ -20,9 +20,18 @@ def plx_spec() -> DriverSpec:
     return DriverSpec(
         kind="pulse-oximeter",
         service_uuids=(PLX_SERVICE,),
-        subscriptions=(Subscription(PLX_CONTINUOUS, _decode_continuous, "PLX continuous 0x2A5F"),),
+        subscriptions=(
+            Subscription(PLX_CONTINUOUS, _decode_continuous, "PLX continuous 0x2A5F"),
+            # spot-checks (indicated) when the oximeter offers them; stored ones come flagged
+            # FROM_STORAGE (status bit 9) and carry their own timestamp (gatt.md)
+            Subscription(PLX_SPOT_CHECK, _decode_spot_check, "PLX spot-check 0x2A5E", optional=True),
+        ),
     )
 
 
 def _decode_continuous(data: bytes, device: str, mono: float, wall: float) -> Sequence[Measurement]:
     return to_numerics(parse_plx_continuous(data), device=device, mono=mono, wall=wall)
+
+
+def _decode_spot_check(data: bytes, device: str, mono: float, wall: float) -> Sequence[Measurement]:
+    return spot_check_to_numerics(parse_plx_spot_check(data), device=device, mono=mono, wall=wall)
