@@ -288,7 +288,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     rep.add_argument("--out", type=Path, default=None, help="render that instant to a PNG and exit")
     exp = sub.add_parser("export", parents=[common], help="export a recorded session")
     exp.add_argument("target", help="a session id (in --db) or a standalone session file")
-    exp.add_argument("--format", required=True, choices=["csv", "csv-zip", "edf", "session"], dest="fmt")
+    exp.add_argument(
+        "--format", required=True, choices=["csv", "csv-zip", "edf", "session", "pdf"], dest="fmt"
+    )
     exp.add_argument("--out", type=Path, required=True, help="folder (csv) or file to write")
     # `kapmonitor --demo` (no sub-command) means `kapmonitor monitor --demo`
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -373,6 +375,15 @@ def export(opts: Options) -> int:
         elif opts.export_format == "edf":
             export_edf(db, session_id, opts.out)
             print(opts.out)
+        elif opts.export_format == "pdf":
+            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a PDF needs fonts, not a display
+            from PySide6.QtGui import QGuiApplication
+
+            from kapmonitor.export.report_data import report_data
+            from ui.report_pdf import write_report_pdf
+
+            _app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])
+            print(write_report_pdf(report_data(db, session_id, SystemClock()), opts.out))
         else:
             counts = export_session_file(db, session_id, opts.out)
             print(f"{opts.out}: " + ", ".join(f"{n} {t}" for t, n in counts.items() if n))

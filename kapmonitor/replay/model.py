@@ -66,6 +66,9 @@ class Database(Protocol):
 class MarkerKind(StrEnum):
     """Kinds of point events on the timeline; alarm, observation and phase join as they are recorded."""
 
+    ANNOTATION = "annotation"  # a reviewer's note (migration 0005)
+    ADJUDICATION = "adjudication"  # a reviewer's verdict on an alarm, at the alarm's onset
+
     BP = "bp"
     DEVICE = "device"
     MALFORMED = "malformed"
@@ -248,6 +251,25 @@ def load_log_markers(db: Database, session_id: str, origin_mono: float) -> list[
         ).fetchall():
             text = f"{kind}: {choice} ({who}) {reason}".strip()
             markers.append(Marker(MarkerKind.DECISION, mono - origin_mono, mono, wall, text))
+    if has_table(db, "annotations"):
+        for mono, wall, text, reviewer in db.execute(
+            "SELECT mono, t_utc, text, reviewer FROM annotations WHERE session_id = ? ORDER BY seq",
+            (session_id,),
+        ).fetchall():
+            markers.append(
+                Marker(MarkerKind.ANNOTATION, mono - origin_mono, mono, wall, f"{text} [{reviewer}]")
+            )
+    if has_table(db, "alarm_adjudications"):
+        for alarm_id, verdict, comment, reviewer, mono, wall in db.execute(
+            "SELECT j.alarm_id, j.verdict, j.comment, j.reviewer, e.mono, e.t_utc "
+            "FROM alarm_adjudications AS j "
+            "JOIN alarm_events AS e ON e.session_id = j.session_id AND e.alarm_id = j.alarm_id AND e.seq = "
+            "(SELECT MIN(seq) FROM alarm_events WHERE session_id = j.session_id AND alarm_id = j.alarm_id) "
+            "WHERE j.session_id = ? ORDER BY j.seq",
+            (session_id,),
+        ).fetchall():
+            text = f"alarm #{alarm_id}: {verdict} ({reviewer}) {comment}".strip()
+            markers.append(Marker(MarkerKind.ADJUDICATION, mono - origin_mono, mono, wall, text))
     return markers
 
 

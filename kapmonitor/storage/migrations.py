@@ -306,6 +306,57 @@ def m0004_alarm_events(db: Database) -> None:
     _run(db, _SCHEMA_4, 4)
 
 
+_APPEND_ONLY_5 = ("annotations", "alarm_adjudications")
+
+_SCHEMA_5 = [
+    # A reviewer's note at a time point of a recorded session (mono/t_utc on the session's own
+    # timeline); created_utc is when the review was written. `seq` continues the session's counter.
+    f"""CREATE TABLE annotations (
+        id INTEGER PRIMARY KEY,
+        {_SESSION_FK},
+        seq INTEGER NOT NULL,
+        mono REAL NOT NULL,
+        t_utc REAL NOT NULL,
+        text TEXT NOT NULL CHECK (length(trim(text)) > 0),
+        reviewer TEXT NOT NULL CHECK (length(trim(reviewer)) > 0),
+        created_utc REAL NOT NULL,
+        UNIQUE (session_id, seq)
+    )""",
+    "CREATE INDEX annotations_by_time ON annotations (session_id, t_utc)",
+    # A verdict on one alarm (alarm_events.alarm_id). A later row for the same alarm supersedes the
+    # earlier one for display; both are kept.
+    f"""CREATE TABLE alarm_adjudications (
+        id INTEGER PRIMARY KEY,
+        {_SESSION_FK},
+        seq INTEGER NOT NULL,
+        alarm_id INTEGER NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('true', 'false', 'non_actionable')),
+        comment TEXT NOT NULL DEFAULT '',
+        reviewer TEXT NOT NULL CHECK (length(trim(reviewer)) > 0),
+        created_utc REAL NOT NULL,
+        UNIQUE (session_id, seq)
+    )""",
+    "CREATE INDEX alarm_adjudications_by_alarm ON alarm_adjudications (session_id, alarm_id, seq)",
+    """CREATE TRIGGER alarm_adjudications_alarm_exists BEFORE INSERT ON alarm_adjudications
+       WHEN NOT EXISTS (SELECT 1 FROM alarm_events
+                        WHERE session_id = NEW.session_id AND alarm_id = NEW.alarm_id)
+       BEGIN SELECT RAISE(ABORT, 'an adjudication must name an alarm of the same session'); END""",
+    # the review never alters the record, and is itself append-only (design.md, "Storage")
+    *(
+        f"""CREATE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t}
+            BEGIN SELECT RAISE(ABORT, '{t} is append-only: {op} refused'); END"""
+        for t in _APPEND_ONLY_5
+        for op in ("UPDATE", "DELETE")
+    ),
+]
+
+
+@_migration("0005_review")
+def m0005_review(db: Database) -> None:
+    """Reviewer annotations and alarm adjudications, append-only."""
+    _run(db, _SCHEMA_5, 5)
+
+
 def migration_names() -> list[str]:
     """The names of all migrations this version knows, in number order."""
     return list(_names)

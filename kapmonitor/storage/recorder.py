@@ -70,6 +70,9 @@ _EVENT_TABLES: Final = (
     "observations",
     "phase_changes",
     "decisions",
+    # reviewer annotations and adjudications (migration 0005, written by storage.review.ReviewLog)
+    "annotations",
+    "alarm_adjudications",
 )
 
 type _Row = tuple[object, ...]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import sqlite3
 import subprocess
@@ -83,3 +84,38 @@ def test_snapshot_renders_the_main_window(tmp_path: Path, qtbot: QtBot) -> None:
     assert count(PARAM_COLOURS[Param.PULSE_RATE]) > 500
     with contextlib.closing(sqlite3.connect(db)) as con:
         assert con.execute("select count(*) from numerics where param = 'spo2'").fetchone()[0] >= 2
+
+
+def test_review_commands_export_every_format_and_replay_renders(tmp_path: Path) -> None:
+    from pypdf import PdfReader
+
+    from tests.recorded_session import SessionSpec, build_recorded_session
+
+    recorded = build_recorded_session(tmp_path / "rec.sqlite", SessionSpec(duration_s=900.0))
+    sid = recorded.session_id
+    db = str(recorded.path)
+    single = tmp_path / "one.sqlite"
+    result = run_cli("export", sid, "--db", db, "--format", "session", "--out", str(single))
+    assert result.returncode == 0, result.stderr
+    # the standalone file is a target of its own: every other export and the replay read it
+    csv_dir = tmp_path / "csv"
+    assert run_cli("export", str(single), "--format", "csv", "--out", str(csv_dir)).returncode == 0
+    with (csv_dir / "blood_pressure.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["systolic_mmHg"]) for r in rows] == [b.systolic for b in recorded.bp]
+    edf = tmp_path / "s.edf"
+    assert run_cli("export", str(single), "--format", "edf", "--out", str(edf)).returncode == 0
+    assert edf.stat().st_size > 0
+    pdf = tmp_path / "report.pdf"
+    result = run_cli("export", str(single), "--format", "pdf", "--out", str(pdf))
+    assert result.returncode == 0, result.stderr
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(str(pdf)).pages).split())
+    assert sid in text and "not a medical device" in text.lower()
+    png = tmp_path / "replay.png"
+    result = run_cli("replay", str(single), "--at", "450", "--out", str(png))
+    assert result.returncode == 0, result.stderr
+    image = QImage(str(png))
+    assert image.width() == 1600 and image.height() > 800  # the monitor screen above the transport bar
+    # an unknown target is a clear error, not a traceback
+    result = run_cli("export", "no-such-session", "--db", db, "--format", "csv", "--out", str(tmp_path / "x"))
+    assert result.returncode != 0 and "no session 'no-such-session'" in result.stderr
