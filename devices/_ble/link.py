@@ -89,6 +89,7 @@ class DeviceLink:
         self.packets = 0
         self.device_information: dict[str, str] = {}
         self._unavailable_logged = False
+        self.rssi: int | None = None
 
     # -- public ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -142,6 +143,7 @@ class DeviceLink:
         if not any(s.name_prefixes for s in self.specs):
             args["service_uuids"] = sorted({u for s in self.specs for u in s.service_uuids})
         found: dict[str, DriverSpec] = {}
+        rssi: dict[str, int] = {}
 
         def matches(device: BLEDevice, adv: AdvertisementData) -> bool:
             if self._address is not None and device.address.upper() != self._address:
@@ -149,6 +151,7 @@ class DeviceLink:
             spec = self._spec_for(device, adv)
             if spec is not None:
                 found[device.address] = spec
+                rssi[device.address] = adv.rssi
             return spec is not None
 
         if self._scanner_backend is not None:
@@ -157,6 +160,8 @@ class DeviceLink:
         if device is None or self._stop.is_set():
             return False
         self.spec = found.get(device.address, self.spec)
+        #: signal strength when last seen advertising (dBm), shown with the device's state
+        self.rssi = rssi.get(device.address)
         if self.device_id == self._placeholder:
             self._sink.forget_device(self._placeholder)
         self.device_id = device.address
@@ -272,6 +277,8 @@ class DeviceLink:
         model = " ".join(v for k in ("manufacturer", "model") if (v := self.device_information.get(k)))
         if model:
             parts.append(model)
+        if self.rssi is not None:
+            parts.append(f"signal {self.rssi} dBm")
         return " · ".join(parts)
 
     def _callback(self, sub: Subscription) -> Callable[[BleakGATTCharacteristic, bytearray], None]:

@@ -109,6 +109,7 @@ async def test_values_reach_the_session_the_database_and_the_numerics(rig: Rig, 
     assert status.state is DeviceState.CONNECTED
     assert status.info.name == "KAP-Emu PLX"
     assert rig.link.device_information["manufacturer"] == "KAP Emulation"
+    assert status.detail.endswith("signal -50 dBm")  # the virtual radio's RSSI (gatt.md)
 
     # every value the session holds is one the emulator sent, in order
     sent = [parse_plx_continuous(raw) for _t, raw in rig.oximeter.sent]
