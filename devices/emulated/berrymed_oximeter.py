@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from bumble import gatt
 from bumble.core import UUID
-from bumble.device import Device
 
 from devices.berrymed.parser import PACKETS_PER_NOTIFICATION, PLETH_RATE_HZ, build_packet
+from devices.emulated.peripheral import DEFAULT_ADVERTISING_INTERVAL_MS
 from devices.emulated.pleth import PlethSample, PlethSynth
-from devices.emulated.plx_oximeter import DEFAULT_ADVERTISING_INTERVAL_MS
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import Scenario, VitalsPoint
 from devices.emulated.viatom_oximeter import StreamingOximeter
@@ -76,13 +75,13 @@ class EmulatedBerryMedOximeter(StreamingOximeter):
         )
         self.synth = PlethSynth(PLETH_RATE_HZ, seed=scenario.seed if seed is None else seed, full_scale=100)
 
-    def _build_gatt(self, device: Device) -> None:
-        self._plx = gatt.Characteristic(
+    def _gatt_services(self) -> list[gatt.Service]:
+        self._stream_char = gatt.Characteristic(
             BCI_NOTIFY, gatt.Characteristic.Properties.NOTIFY, gatt.Characteristic.READABLE, b""
         )
-        device.add_services([gatt.Service(BCI_SERVICE, [self._plx])])
+        return [gatt.Service(BCI_SERVICE, [self._stream_char])]
 
-    async def _stream(self, t: float, tick: int, point: VitalsPoint) -> None:
+    async def _send_tick(self, t: float, tick: int, point: VitalsPoint) -> None:
         if not self.connections:
             return
         samples = self.synth.next(PACKETS_PER_NOTIFICATION, point.pulse, point.pi)

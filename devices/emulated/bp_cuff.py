@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 
-from bumble import data_types, gatt
-from bumble.core import UUID, AdvertisingData
-from bumble.device import Connection, Device
-from bumble.profiles.device_information_service import DeviceInformationService
+from bumble import gatt
+from bumble.core import UUID
+from bumble.device import Connection
 
 from devices.bp.parser import (
     MMHG_PER_KPA,
@@ -22,22 +21,19 @@ from devices.bp.parser import (
     build_bp_feature,
     build_bp_measurement,
 )
+from devices.emulated.peripheral import DEFAULT_ADVERTISING_INTERVAL_MS, EmulatedPeripheral, cccd_bit
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import Scenario, VitalsPoint
 
 log = logging.getLogger(__name__)
 
-# UUIDs (gatt.md, "Blood Pressure Service 0x1810" and "Battery")
+# UUIDs (gatt.md, "Blood Pressure Service 0x1810")
 BP_SERVICE = UUID.from_16_bits(0x1810, "Blood Pressure")
 BP_MEASUREMENT = UUID.from_16_bits(0x2A35, "Blood Pressure Measurement")
 INTERMEDIATE_CUFF_PRESSURE = UUID.from_16_bits(0x2A36, "Intermediate Cuff Pressure")
 BP_FEATURE = UUID.from_16_bits(0x2A49, "Blood Pressure Feature")
-BATTERY_SERVICE = UUID.from_16_bits(0x180F, "Battery")
-BATTERY_LEVEL = UUID.from_16_bits(0x2A19, "Battery Level")
 
 DEFAULT_NAME = "KAP-Emu BP"
-DEFAULT_ADVERTISING_INTERVAL_MS = 100.0  # as the emulated oximeter (gatt.md quirks)
-DISCONNECT_TIMEOUT_S = 1.0
 #: UTC wall time at scenario time 0 unless told otherwise: 2026-01-01T09:00:00Z (a fixed morning, so
 #: that runs are repeatable; the app passes its clock's wall time).
 DEFAULT_EPOCH = 1_767_258_000.0
@@ -119,7 +115,7 @@ class CuffReading:
     raw: bytes
 
 
-class EmulatedBPCuff:
+class EmulatedBPCuff(EmulatedPeripheral):
     """A blood-pressure cuff on the virtual radio that measures the scenario when told or on a schedule.
 
     After `start()` it advertises 0x1810 and its name. `measure()` runs a cuff cycle: a few 0x2A36
@@ -134,7 +130,12 @@ class EmulatedBPCuff:
 
     The cuff's clock: scenario time t is UTC wall time `epoch + t` (`wall_at`); the cuff shows that
     as local time in `tz`, off by `clock_offset_s` (a cuff's hand-set clock is rarely exact).
+    The presence lifecycle (start/stop/vanish/come_back/go_away) is devices.emulated.peripheral's.
     """
+
+    service_uuids = (BP_SERVICE,)
+    battery_notifies = False  # the cuff's Battery Level is read-only
+    log_name = "cuff"
 
     def __init__(
         self,
@@ -161,14 +162,21 @@ class EmulatedBPCuff:
         firmware: str = "0.1.0",
         history: int = 1000,
     ) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
         if interval_min is not None and interval_min <= 0:
             raise ValueError("interval_min must be positive")
-        self.radio = radio
-        self.scenario = scenario
-        self.name = name
-        self.speed = speed
+        super().__init__(
+            radio,
+            scenario,
+            name=name,
+            speed=speed,
+            advertising_interval_ms=advertising_interval_ms,
+            address=address,
+            manufacturer=manufacturer,
+            model=model,
+            serial=serial,
+            firmware=firmware,
+            battery=battery,
+        )
         self.epoch = epoch
         self.tz = tz
         self.clock_offset_s = clock_offset_s
@@ -177,23 +185,8 @@ class EmulatedBPCuff:
         self.cycle_step_s = cycle_step_s
         self.user_id = user_id
         self.kpa = kpa
-        self.battery = battery
-        self.advertising_interval_ms = advertising_interval_ms
-        self.manufacturer = manufacturer
-        self.model = model
-        self.serial = serial
-        self.firmware = firmware
-        self._address = (
-            address.upper() if address else str(radio.allocate_address("peripheral")).split("/")[0]
-        )
-        self._device: Device | None = None
         self._measurement: gatt.Characteristic[bytes] | None = None
         self._intermediate: gatt.Characteristic[bytes] | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._unregister: Callable[[], None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._present = False
-        self._presence_lock = asyncio.Lock()
         self._deliver_lock = asyncio.Lock()  # stored readings go out before any newer one
         self._measure_lock = asyncio.Lock()  # one cuff cycle at a time
         self._started_at: float | None = None  # loop time of start()
@@ -208,21 +201,13 @@ class EmulatedBPCuff:
 
     # -- properties ------------------------------------------------------------------------------
     @property
-    def address(self) -> str:
-        return self._address
+    def battery(self) -> int:
+        """The battery level (%) the cuff reports."""
+        return self._battery
 
-    @property
-    def running(self) -> bool:
-        return self._started_at is not None
-
-    @property
-    def present(self) -> bool:
-        """On the air (advertising or connected), as opposed to vanished."""
-        return self._present
-
-    @property
-    def connections(self) -> list[Connection]:
-        return list(self._device.connections.values()) if self._device is not None else []
+    @battery.setter
+    def battery(self, level: int) -> None:
+        self._battery = level
 
     @property
     def scenario_time(self) -> float:
@@ -246,59 +231,12 @@ class EmulatedBPCuff:
         """Some central has indications of 0x2A35 enabled."""
         return bool(self._indication_targets())
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self, at_s: float = 0.0) -> None:
-        """Join the radio, advertise, and run the scenario clock from scenario time `at_s`."""
-        if self._started_at is not None:
-            return
-        if at_s < 0:
-            raise ValueError("scenario time must be >= 0")
-        await self._appear()
-        self._at_s = at_s
-        self._started_at = asyncio.get_running_loop().time()
-        if self.interval_min is not None:
-            self._runner = asyncio.get_running_loop().create_task(self._schedule())
-        self._unregister = self.radio.on_close(self.stop)
-
-    async def stop(self) -> None:
-        """Stop measuring, disconnect everyone and leave the radio (stored readings are kept)."""
-        if self._started_at is not None:
-            self._at_s = self.scenario_time - self._skipped_s
-        self._started_at = None
-        runner, self._runner = self._runner, None
-        unregister, self._unregister = self._unregister, None
-        if unregister is not None:
-            unregister()
-        if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-        for task in list(self._tasks):
-            task.cancel()
-        await self._leave(silent=False, for_good=True)
-
+    # -- lifecycle (start/stop/vanish/come_back/go_away: devices.emulated.peripheral) ------------
     def skip(self, seconds: float) -> None:
         """Move the scenario clock (and so the cuff's clock) forward `seconds` at once."""
         if seconds < 0:
             raise ValueError("the scenario clock does not go back")
         self._skipped_s += seconds
-
-    async def disconnect_all(self) -> None:
-        """Disconnect every central explicitly."""
-        for connection in self.connections:
-            try:
-                await asyncio.wait_for(connection.disconnect(), DISCONNECT_TIMEOUT_S)
-            except Exception as exc:
-                log.debug("cuff: disconnect of %s failed: %r", connection.peer_address, exc)
-        await self.radio.settle()
-
-    async def vanish(self, *, silent: bool = False) -> None:
-        """Stop advertising and drop the link (silent=True: leave without a word, like going out of range)."""
-        await self._leave(silent=silent)
-
-    async def come_back(self) -> None:
-        """Rejoin the radio (if needed) and advertise again after vanish()."""
-        await self._appear()
 
     def inject(self, raw: bytes, *, intermediate: bool = False) -> asyncio.Task[None]:
         """Send `raw` (any bytes) as a 0x2A35 indication, or a 0x2A36 notification when `intermediate`.
@@ -306,10 +244,7 @@ class EmulatedBPCuff:
         Injected bytes are never stored: nobody subscribed means they are dropped. Returns the
         sending task; await it to know it has gone out (an indication: confirmed).
         """
-        task = asyncio.get_running_loop().create_task(self._send_injected(bytes(raw), intermediate))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._spawn(self._send_injected(bytes(raw), intermediate))
 
     async def measure(self) -> bytes:
         """Run one cuff cycle and deliver (or store) its reading; returns the 0x2A35 bytes."""
@@ -355,7 +290,7 @@ class EmulatedBPCuff:
         device, characteristic = self._device, self._measurement
         if device is None or characteristic is None:
             return []
-        return [c for c in device.connections.values() if _cccd_bit(device, c, characteristic, 0x02)]
+        return [c for c in device.connections.values() if cccd_bit(device, c, characteristic, 0x02)]
 
     async def _indicate(self, value: bytes, t: float | None) -> bool:
         """Indicate `value` to every subscriber; True when at least one confirmed it."""
@@ -378,20 +313,12 @@ class EmulatedBPCuff:
         if device is None or characteristic is None or not self._present:
             return
         self.sent.append(("2a36", t, value))
-        for connection in list(device.connections.values()):
-            if not _cccd_bit(device, connection, characteristic, 0x01):
-                continue
-            try:
-                await device.notify_subscriber(connection, characteristic, value)
-            except Exception as exc:
-                log.debug("cuff: notification to %s failed: %r", connection.peer_address, exc)
+        await self._notify_subscribers(characteristic, value)
 
     def _on_subscription(self, connection: object, _notify: bool, indicate: bool) -> None:
         # called by bumble while it handles the CCCD write: upload the memory in a task
         if indicate and self.stored:
-            task = asyncio.get_running_loop().create_task(self._upload())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._upload())
 
     async def _upload(self) -> None:
         """Indicate the stored readings, oldest first; one that cannot be delivered stays stored."""
@@ -402,55 +329,27 @@ class EmulatedBPCuff:
                     return
                 self.stored.popleft()
 
-    async def _appear(self) -> None:
-        async with self._presence_lock:
-            if self._present:
-                return
-            if self._device is None:
-                self._device = await self.radio.add_device(self.name, address=self._address)
-                self._build_gatt(self._device)
-            await self._device.start_advertising(
-                auto_restart=True,
-                advertising_data=self._advertising_data(),
-                advertising_interval_min=self.advertising_interval_ms,
-                advertising_interval_max=self.advertising_interval_ms,
-            )
-            self._present = True
+    def _check_start(self, at_s: float) -> None:
+        if at_s < 0:
+            raise ValueError("scenario time must be >= 0")
 
-    async def _leave(self, *, silent: bool, for_good: bool = False) -> None:
-        async with self._presence_lock:
-            self._present = False
-            device = self._device
-            if device is None:
-                return
-            if silent:
-                self._device = None
-                self._measurement = self._intermediate = None
-                await self.radio.remove_device(device, graceful=False)
-                return
-            if device.legacy_advertising_set is not None or device.legacy_advertiser is not None:
-                await device.stop_advertising()
-            await self.disconnect_all()
-            if for_good:
-                self._device = None
-                self._measurement = self._intermediate = None
-                await self.radio.remove_device(device)
+    def _on_start(self, at_s: float) -> None:
+        self._at_s = at_s
+        self._started_at = asyncio.get_running_loop().time()
 
-    def _advertising_data(self) -> bytes:
-        flags = (
-            AdvertisingData.Flags.LE_GENERAL_DISCOVERABLE_MODE | AdvertisingData.Flags.BR_EDR_NOT_SUPPORTED
-        )
-        return bytes(
-            AdvertisingData(
-                [
-                    data_types.Flags(flags),
-                    data_types.CompleteListOf16BitServiceUUIDs([BP_SERVICE]),
-                    data_types.CompleteLocalName(self.name),
-                ]
-            )
-        )
+    def _on_stop(self) -> None:
+        # freeze the scenario clock where it is (stored readings are kept)
+        self._at_s = self.scenario_time - self._skipped_s
+        self._started_at = None
 
-    def _build_gatt(self, device: Device) -> None:
+    def _ticker_work(self, at_s: float) -> Coroutine[Any, Any, None] | None:
+        return self._schedule() if self.interval_min is not None else None
+
+    def _forget_gatt(self) -> None:
+        super()._forget_gatt()
+        self._measurement = self._intermediate = None
+
+    def _gatt_services(self) -> list[gatt.Service]:
         self._measurement = gatt.Characteristic(
             BP_MEASUREMENT, gatt.Characteristic.Properties.INDICATE, gatt.Characteristic.READABLE, b""
         )
@@ -464,31 +363,4 @@ class EmulatedBPCuff:
         feature = gatt.Characteristic(
             BP_FEATURE, gatt.Characteristic.Properties.READ, gatt.Characteristic.READABLE, encode_feature()
         )
-        battery: gatt.Characteristic[bytes] = gatt.Characteristic(
-            BATTERY_LEVEL,
-            gatt.Characteristic.Properties.READ,
-            gatt.Characteristic.READABLE,
-            gatt.CharacteristicValue(read=self._read_battery),
-        )
-        device.add_services(
-            [
-                gatt.Service(BP_SERVICE, [self._measurement, self._intermediate, feature]),
-                gatt.Service(BATTERY_SERVICE, [battery]),
-                DeviceInformationService(
-                    manufacturer_name=self.manufacturer,
-                    model_number=self.model,
-                    serial_number=self.serial,
-                    firmware_revision=self.firmware,
-                ),
-            ]
-        )
-
-    def _read_battery(self, _connection: Connection) -> bytes:
-        return bytes([self.battery])
-
-
-def _cccd_bit(
-    device: Device, connection: Connection, characteristic: gatt.Characteristic[bytes], bit: int
-) -> bool:
-    cccd = device.gatt_server.subscribers.get(connection, {}).get(characteristic.handle)
-    return cccd is not None and len(cccd) == 2 and bool(cccd[0] & bit)
+        return [gatt.Service(BP_SERVICE, [self._measurement, self._intermediate, feature])]

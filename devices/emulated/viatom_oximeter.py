@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from bumble import gatt
+from bumble.core import UUID
+from bumble.device import Connection
 
-from bumble import data_types, gatt
-from bumble.core import UUID, AdvertisingData, DataType
-from bumble.device import Connection, Device
-
+from devices.emulated.peripheral import DEFAULT_ADVERTISING_INTERVAL_MS
 from devices.emulated.pleth import PlethSynth
-from devices.emulated.plx_oximeter import DEFAULT_ADVERTISING_INTERVAL_MS, EmulatedPlxOximeter
+from devices.emulated.plx_oximeter import EmulatedPlxOximeter
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import Scenario, VitalsPoint
 from devices.viatom.parser import (
@@ -21,8 +19,6 @@ from devices.viatom.parser import (
     build_params,
     build_pleth,
 )
-
-log = logging.getLogger(__name__)
 
 # Nordic UART service (gatt.md, "Proprietary oximeters")
 NUS_SERVICE = UUID("6e400001-b5a3-f393-e0a9-e50e24dcca9e", "Nordic UART")
@@ -37,14 +33,15 @@ DEFAULT_CHUNK = 20
 class StreamingOximeter(EmulatedPlxOximeter):
     """Shared machinery of the proprietary emulators: the PLX emulator's lifecycle, a faster tick.
 
-    Same API as EmulatedPlxOximeter (start/stop/vanish/come_back/go_away/inject/speed/sent).
-    Subclasses build their GATT table (storing the streaming characteristic where the base class
-    keeps its 0x2A5F characteristic, so that inject() and the `sent` log work unchanged), advertise,
-    and produce bytes in `_stream` once every `tick_s` scenario seconds.
+    Same API as EmulatedPlxOximeter (start/stop/vanish/come_back/go_away/inject/speed/sent), through
+    the hooks of devices.emulated.peripheral.TickingPeripheral: subclasses return their GATT table
+    from `_gatt_services` (with the streaming characteristic in `_stream_char`, so that inject() and
+    the `sent` log work unchanged) and produce bytes in `_send_tick` once every `tick_s` scenario
+    seconds. No Battery or Device Information service, as on the real units.
     """
 
-    tick_s = 1.0
     service_uuid: UUID = NUS_SERVICE
+    standard_services = False
 
     def __init__(
         self,
@@ -68,51 +65,9 @@ class StreamingOximeter(EmulatedPlxOximeter):
             history=history,
         )
         self.advertise_service = advertise_service
-        self.ticks = 0
 
-    def _advertising_data(self) -> bytes:
-        flags = (
-            AdvertisingData.Flags.LE_GENERAL_DISCOVERABLE_MODE | AdvertisingData.Flags.BR_EDR_NOT_SUPPORTED
-        )
-        structures: list[DataType] = [data_types.Flags(flags)]
-        if self.advertise_service:
-            structures.append(data_types.CompleteListOf128BitServiceUUIDs([self.service_uuid]))
-        structures.append(data_types.CompleteLocalName(self.name))
-        return bytes(AdvertisingData(structures))
-
-    async def _run(self, at_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        period = self.tick_s / self.speed
-        started = loop.time()
-        tick = 0
-        while True:
-            t = at_s + tick * self.tick_s
-            try:
-                await self._tick_stream(t, tick)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the emulator keeps going, like a device would
-                log.exception("emulator: tick at t=%s failed", t)
-            tick += 1
-            self.ticks = tick
-            await asyncio.sleep(max(0.0, started + tick * period - loop.time()))
-
-    async def _tick_stream(self, t: float, tick: int) -> None:
-        point = self.scenario.at(t)
-        self._point = point
-        self.scenario_time = t
-        if not self._held_away:  # the scenario decides when the wearable is in range
-            if not point.in_range and self._present:
-                await self._leave(silent=self.silent_vanish)
-            elif point.in_range and not self._present:
-                await self._appear()
-        if not self._present:
-            return
-        self._battery = point.battery
-        await self._stream(t, tick, point)
-
-    async def _stream(self, t: float, tick: int, point: VitalsPoint) -> None:
-        raise NotImplementedError
+    def _advertised_uuids(self) -> list[UUID]:
+        return [self.service_uuid] if self.advertise_service else []
 
 
 def battery_level(percent: int) -> int:
@@ -178,8 +133,8 @@ class EmulatedViatomOximeter(StreamingOximeter):
         self.writes: list[bytes] = []
         self._out = bytearray()
 
-    def _build_gatt(self, device: Device) -> None:
-        self._plx = gatt.Characteristic(
+    def _gatt_services(self) -> list[gatt.Service]:
+        self._stream_char = gatt.Characteristic(
             NUS_NOTIFY, gatt.Characteristic.Properties.NOTIFY, gatt.Characteristic.READABLE, b""
         )
         rx: gatt.Characteristic[bytes] = gatt.Characteristic(
@@ -188,7 +143,7 @@ class EmulatedViatomOximeter(StreamingOximeter):
             gatt.Characteristic.WRITEABLE,
             gatt.CharacteristicValue(write=self._on_write),
         )
-        device.add_services([gatt.Service(NUS_SERVICE, [self._plx, rx])])
+        return [gatt.Service(NUS_SERVICE, [self._stream_char, rx])]
 
     def _on_write(self, _connection: Connection, value: bytes) -> None:
         data = bytes(value)
@@ -198,7 +153,7 @@ class EmulatedViatomOximeter(StreamingOximeter):
         if ENABLE_WAVE in data:
             self.wave_enabled = True
 
-    async def _stream(self, t: float, tick: int, point: VitalsPoint) -> None:
+    async def _send_tick(self, t: float, tick: int, point: VitalsPoint) -> None:
         if not self.connections:
             self.params_enabled = self.wave_enabled = False
             self._out.clear()
