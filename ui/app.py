@@ -31,6 +31,8 @@ from kapmonitor.storage import (
 )
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QWidget
+
     from ui.demo import Demo
 
 log = logging.getLogger("kapmonitor")
@@ -219,6 +221,11 @@ def _run_qt(opts: Options) -> int:
         window = MainWindow(monitor.session, sound=sound, operator=lambda: operator)
         if sound is not None:
             sound.check_device()  # no audio output: the audio-failure alarm, shown at once
+        controls = None
+        if opts.command == "monitor":
+            controls = _session_controls(opts, monitor, clock, operator)
+            if controls is not None:
+                window.add_session_controls(controls)
         window.setWindowTitle(f"kapmonitor — session {monitor.session_id}" + (" — DEMO" if opts.demo else ""))
         window.resize(1600, 900)
         closed = asyncio.Event()
@@ -244,6 +251,38 @@ def _run_qt(opts: Options) -> int:
 
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
         return runner.run(main())
+
+
+def _session_controls(opts: Options, monitor: Monitor, clock: Clock, operator: str) -> QWidget | None:
+    """Ask for the new-session data (a demo fills it in) and build the session controls.
+
+    Without session data (the dialog cancelled) the console still monitors and records; only the
+    workflow and the observation keys are left out.
+    """
+    from kapmonitor.storage.session_log import SessionLog, recent_clinicians, recent_patients
+    from kapmonitor.workflow import SessionDetails, SessionWorkflow, TreatmentProtocol
+    from ui.session_controls import SessionControls
+    from ui.session_dialogs import NewSessionDialog
+
+    if opts.demo:
+        details: SessionDetails | None = SessionDetails(
+            patient="DEMO-001",
+            clinicians=(operator,),
+            protocol=TreatmentProtocol.ESKETAMINE_IN,
+            planned_dose_mg=56.0,
+            route="intranasal",
+            lot="DEMO-LOT",
+        )
+    else:
+        dialog = NewSessionDialog(recent_patients(monitor.db), recent_clinicians(monitor.db))
+        details = dialog.details() if dialog.exec() else None
+    if details is None:
+        log.warning("no session data entered: monitoring without the session workflow")
+        return None
+    session_log = SessionLog(monitor.db, clock, monitor.session_id, seq=monitor.recorder.next_seq)
+    session_log.save_details(details)
+    workflow = SessionWorkflow(details, clock)
+    return SessionControls(monitor.session, workflow, session_log, clock, lambda: operator)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

@@ -9,7 +9,7 @@ from typing import override
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
 
 from kapmonitor.alarms import TechnicalCondition
 from kapmonitor.measurements import BloodPressure, DeviceState, Numeric, Param
@@ -198,6 +198,14 @@ class MainWindow(QMainWindow):
         layout.addWidget(wall_caption, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.wall_label)
         return bar
+
+    def add_session_controls(self, controls: QWidget) -> None:
+        """Dock the clinician's session controls (phase bar, observations) under the monitor."""
+        dock = QDockWidget("Session", self)
+        dock.setObjectName("sessionDock")
+        dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        dock.setWidget(controls)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
 
     def _build_alarm_menu(self) -> None:
         self.menuBar().setStyleSheet(
