@@ -1,0 +1,1 @@
+"""Reliability fault suites (fast variants; the full ones are under stress/)."""
