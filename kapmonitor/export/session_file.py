@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kapmonitor.export.progress import Progress, Stages
 from kapmonitor.replay.model import Database
 from kapmonitor.storage import get_session, open_database
 
@@ -13,7 +14,8 @@ class SessionFileError(RuntimeError):
     """The session file could not be written."""
 
 
-def _database_file(db: Database) -> str:
+def database_file(db: Database) -> str:
+    """The path of the connection's main database file (SessionFileError if it is in memory)."""
     for _seq, name, file in db.execute("PRAGMA database_list").fetchall():
         if name == "main":
             if not file:
@@ -26,7 +28,9 @@ def _columns(db: Database, schema: str, table: str) -> list[str]:
     return [str(r[1]) for r in db.execute(f'PRAGMA "{schema}".table_info("{table}")').fetchall()]
 
 
-def export_session_file(db: Database, session_id: str, path: str | os.PathLike[str]) -> dict[str, int]:
+def export_session_file(
+    db: Database, session_id: str, path: str | os.PathLike[str], *, progress: Progress | None = None
+) -> dict[str, int]:
     """Write session `session_id` of `db` into a new database at `path`; returns rows copied per table.
 
     The new file is created owner-only and migrated by open_database (the same numbered migrations
@@ -39,7 +43,9 @@ def export_session_file(db: Database, session_id: str, path: str | os.PathLike[s
         raise KeyError(f"no session {session_id!r} in the database")
     if target_path.exists():
         raise FileExistsError(f"{target_path} exists; a session file is never overwritten")
-    source_file = _database_file(db)
+    source_file = database_file(db)
+    stages = Stages(progress, {"tables": 1.0})
+    stages.report("tables")
     target = open_database(target_path)
     copied: dict[str, int] = {}
     try:
@@ -59,7 +65,8 @@ def export_session_file(db: Database, session_id: str, path: str | os.PathLike[s
                     (session_id,),
                 )
                 copied["sessions"] = 1
-                for table in tables:
+                for done, table in enumerate(tables):
+                    stages.report("tables", done / len(tables))
                     cols = _columns(target, "main", table)
                     if table == "sessions" or "session_id" not in cols:
                         continue
@@ -79,4 +86,5 @@ def export_session_file(db: Database, session_id: str, path: str | os.PathLike[s
             Path(f"{target_path}{suffix}").unlink(missing_ok=True)
         raise
     target.close()  # the last connection closes: SQLite checkpoints and removes the -wal file
+    stages.finish()
     return copied

@@ -3,6 +3,7 @@
 from kapmonitor.replay.browser import SessionSummary, search_sessions, session_summaries, sort_sessions
 from kapmonitor.replay.clock import SPEEDS, ReplayClock
 from kapmonitor.replay.model import (
+    AlarmAt,
     Marker,
     MarkerKind,
     NumericSeries,
@@ -15,6 +16,7 @@ from kapmonitor.replay.model import (
 
 __all__ = [
     "SPEEDS",
+    "AlarmAt",
     "Marker",
     "MarkerKind",
     "NumericSeries",

@@ -42,7 +42,7 @@ from kapmonitor.storage import (
     malformed_packets,
     session_devices,
 )
-from kapmonitor.storage.queries import AuditRow, DeviceEventRow, MalformedRow, SessionRow
+from kapmonitor.storage.queries import AlarmEventRow, AuditRow, DeviceEventRow, MalformedRow, SessionRow
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -285,6 +285,37 @@ def load_markers(db: Database, session_id: str, origin_mono: float) -> list[Mark
     )
 
 
+#: Alarm states (alarm_events.state) in which an alarm is on the list (kapmonitor.alarms.LIVE_STATES).
+LIVE_ALARM_STATES = frozenset({"active", "acknowledged", "latched"})
+#: Priority names (alarm_events.priority) in their order, for sorting.
+PRIORITY_RANK = {"low": 1, "medium": 2, "high": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmAt:
+    """An alarm as the live alarm list showed it at one instant of the recording."""
+
+    alarm_id: int
+    key: str
+    state: str  # active, acknowledged or latched
+    priority: str  # low, medium or high
+    message: str
+    raised_position: float  # seconds since the session start
+
+    @property
+    def marker(self) -> str:
+        """The IEC text marker: *** high, ** medium, * low (colour is never the only cue)."""
+        return "*" * PRIORITY_RANK.get(self.priority, 0)
+
+
+def _alarm_rows(db: Database, session_id: str) -> list[AlarmEventRow]:
+    """A session's per-alarm transitions (engine-wide ones, alarm_id None, left out) in time order."""
+    if not has_table(db, "alarm_events"):
+        return []
+    rows = [r for r in alarm_events(db, session_id) if r.alarm_id is not None]  # type: ignore[arg-type]
+    return sorted(rows, key=lambda r: (r.mono, r.seq))
+
+
 class WaveformTrack:
     """One recorded waveform, read lazily by time window: an index of chunk start times in
     memory, the packed int16 samples fetched and decoded only for the chunks a window touches."""
@@ -524,9 +555,10 @@ class ReplaySession(Session):
         names = set(infos) | set(self._device_steps) | set(self._malformed_mono)
         for s in self.series.values():
             names.update(s.devices)
+        self._all_devices: dict[str, DeviceStatus] = {}
         for device in sorted(names):
             info = infos.get(device)
-            self.devices[device] = DeviceStatus(
+            self._all_devices[device] = DeviceStatus(
                 info=DeviceInfo(device, info.name, info.kind)
                 if info
                 else DeviceInfo(device, device, "unknown"),
@@ -534,16 +566,19 @@ class ReplaySession(Session):
                 detail="",
                 counters=DeviceCounters(),
             )
-
-        self.markers: list[Marker] = build_markers(
-            row.started_mono,
-            self.all_bp,
-            self.device_rows,
-            self.malformed_rows,
-            self.audit_rows,
-            extra=[*load_log_markers(db, session_id, row.started_mono), *extra_markers],
+        # a device is listed from its first record on, as live from its registration (which the
+        # link follows at once with "connecting"); search placeholders are never recorded
+        first = self._first_seen()
+        self._device_first = sorted(
+            ((first.get(d, row.started_mono), d) for d in self._all_devices), key=lambda x: x
         )
-        self._marker_positions = [m.position for m in self.markers]
+
+        self._extra_markers = tuple(extra_markers)
+        self.markers: list[Marker] = []
+        self._marker_positions: list[float] = []
+        self.reload_markers()
+        self._alarm_rows = _alarm_rows(db, session_id)
+        self._alarm_mono = [r.mono for r in self._alarm_rows]
         self._bp_mono = [b.mono for b in self.all_bp]
         self._event_mono = [e.mono for e in self.device_rows]
         self._index: dict[Param, int] = {}
@@ -551,6 +586,40 @@ class ReplaySession(Session):
         self._frame(clock.position, emit=False)
 
     # -- loading -----------------------------------------------------------------------------
+    def _first_seen(self) -> dict[str, float]:
+        """Each device's first recorded moment: an event, a numeric, a waveform chunk, a bad packet."""
+        first: dict[str, float] = {}
+
+        def seen(device: str, mono: float) -> None:
+            first[device] = min(first.get(device, mono), mono)
+
+        for device, steps in self._device_steps.items():
+            seen(device, steps[0].mono)
+        for device, monos in self._malformed_mono.items():
+            seen(device, monos[0])
+        for s in self.series.values():
+            for k, device in enumerate(s.devices):
+                idx = np.flatnonzero(s.device == k)
+                if idx.size:
+                    seen(device, float(s.mono[idx[0]]))
+        for track in self.wave_tracks.values():
+            if len(track):
+                seen(track.device, float(track.starts[0]))
+        return first
+
+    def reload_markers(self) -> None:
+        """Read the markers again (after a reviewer's annotation or verdict: the recording is unchanged)."""
+        row = self.row
+        self.markers = build_markers(
+            row.started_mono,
+            self.all_bp,
+            self.device_rows,
+            self.malformed_rows,
+            self.audit_rows,
+            extra=[*load_log_markers(self._db, self.session_id, row.started_mono), *self._extra_markers],
+        )
+        self._marker_positions = [m.position for m in self.markers]
+
     def _duration(self) -> float:
         row = self.row
         if row.ended_mono is not None and row.ended_mono >= row.started_mono:
@@ -658,6 +727,10 @@ class ReplaySession(Session):
             self.bp_readings[:] = self.all_bp[:k]
 
         events: list[DeviceEvent] = []
+        listed = [d for first, d in self._device_first if first <= mono]
+        if list(self.devices) != listed:
+            self.devices.clear()
+            self.devices.update((d, self._all_devices[d]) for d in listed)
         for device, status in self.devices.items():
             steps = self._device_steps.get(device, [])
             j = bisect.bisect_right(self._device_step_mono.get(device, []), mono)
@@ -700,6 +773,37 @@ class ReplaySession(Session):
     def wall_at(self, position: float) -> float:
         """The recorded UTC wall time at a position."""
         return self._wall_at(position)
+
+    def alarms_at(self, position: float | None = None) -> list[AlarmAt]:
+        """The alarms on the live alarm list at `position` (default: the shown one), as the engine
+        listed them: highest priority first, newest first within a priority (AlarmEngine.active_alarms).
+
+        Read from the recorded transitions: an alarm is listed from its raise until the transition
+        that left it cleared; its state, priority and message are those of its last transition so far.
+        """
+        position = self._position if position is None else position
+        mono = self.row.started_mono + position
+        last: dict[int, AlarmEventRow] = {}
+        raised: dict[int, AlarmEventRow] = {}
+        for r in self._alarm_rows[: bisect.bisect_right(self._alarm_mono, mono)]:
+            assert r.alarm_id is not None
+            last[r.alarm_id] = r
+            if r.event == "raised":
+                raised[r.alarm_id] = r
+        out = [
+            AlarmAt(
+                alarm_id=alarm_id,
+                key=r.alarm_key,
+                state=r.state or "",
+                priority=r.priority or "",
+                message=r.message,
+                raised_position=raised.get(alarm_id, r).mono - self.row.started_mono,
+            )
+            for alarm_id, r in last.items()
+            if r.state in LIVE_ALARM_STATES
+        ]
+        out.sort(key=lambda a: (-PRIORITY_RANK.get(a.priority, 0), -a.raised_position, -a.alarm_id))
+        return out
 
     def markers_of(self, kinds: Iterable[str] | None = None) -> list[Marker]:
         wanted = None if kinds is None else {str(k) for k in kinds}

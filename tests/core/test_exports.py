@@ -259,3 +259,42 @@ def test_session_file_holds_exactly_one_session_with_all_its_rows(
     with pytest.raises(KeyError):
         export_session_file(db, "nope", tmp_path / "nope.sqlite")
     assert not (tmp_path / "nope.sqlite").exists()
+
+
+# ------------------------------------------------------------------------------ progress
+@pytest.mark.parametrize("fmt", ["csv", "csv-zip", "edf", "session"])
+def test_every_export_reports_rising_progress_ending_at_one(
+    db: Database, recorded: RecordedSession, tmp_path: Path, fmt: str
+) -> None:
+    heard: list[tuple[float, str]] = []
+
+    def progress(fraction: float, stage: str) -> None:
+        heard.append((fraction, stage))
+
+    out = tmp_path / f"out-{fmt}"
+    if fmt == "csv":
+        export_csv(db, recorded.session_id, out, progress=progress)
+    elif fmt == "csv-zip":
+        export_csv_zip(db, recorded.session_id, out, progress=progress)
+    elif fmt == "edf":
+        export_edf(db, recorded.session_id, out, progress=progress)
+    else:
+        export_session_file(db, recorded.session_id, out, progress=progress)
+    fractions = [f for f, _ in heard]
+    assert len(fractions) >= 3, heard  # a bar that moves, not one jump
+    assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions)
+    assert fractions[0] < 0.5 and fractions[-1] == 1.0 and fractions[:-1] and max(fractions[:-1]) < 1.0
+    assert heard[-1][1] == "done" and all(stage for _, stage in heard)
+    assert out.exists()
+
+
+def test_a_csv_export_into_a_folder_with_its_files_writes_nothing(
+    db: Database, recorded: RecordedSession, tmp_path: Path
+) -> None:
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "markers.csv").write_text("mine\n")
+    with pytest.raises(FileExistsError):
+        export_csv(db, recorded.session_id, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["markers.csv"]  # no partial export next to it
+    assert (folder / "markers.csv").read_text() == "mine\n"

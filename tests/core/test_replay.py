@@ -367,3 +367,97 @@ def test_browser_lists_searches_and_sorts_sessions(tmp_path: Path) -> None:
     assert [s.session_id for s in by_patient] == [a.session_id, b.session_id]  # no patient: last
     with pytest.raises(ValueError, match="cannot sort"):
         sort_sessions(summaries, "colour")
+
+
+# ------------------------------------------------------------------------------ alarms and review
+def test_alarms_at_a_position_are_the_live_list_then(tmp_path: Path, base: FakeClock) -> None:
+    rec = build_recorded_session(tmp_path / "alarms.sqlite", SessionSpec(duration_s=120.0, checkpoints=()))
+    start, wall = rec.start_mono, rec.start_wall
+    rows = (  # (at s, alarm id, event, state, priority, message)
+        (10.0, 1, "raised", "active", "medium", "SpO2 < 90 %"),
+        (20.0, 2, "raised", "active", "high", "SpO2 < 85 %"),
+        (25.0, 1, "acknowledged", "acknowledged", "medium", "SpO2 < 90 %"),
+        (30.0, 2, "latched", "latched", "high", "SpO2 < 85 %"),
+        (40.0, 1, "cleared", "cleared", "medium", "SpO2 < 90 %"),
+        (50.0, 2, "acknowledged", "cleared", "high", "SpO2 < 85 %"),  # acknowledging a latched one ends it
+    )
+    with sqlite3.connect(rec.path) as conn:
+        for k, (at, aid, event, state, prio, msg) in enumerate(rows):
+            conn.execute(
+                "INSERT INTO alarm_events (session_id, seq, mono, t_utc, event, alarm_id, alarm_key, state, "
+                "priority, param, message) VALUES (?, ?, ?, ?, ?, ?, 'k', ?, ?, 'spo2', ?)",
+                (rec.session_id, 10**6 + k, start + at, wall + at, event, aid, state, prio, msg),
+            )
+        # an engine-wide event (no alarm id) is not an alarm on the list
+        conn.execute(
+            "INSERT INTO alarm_events (session_id, seq, mono, t_utc, event) "
+            "VALUES (?, ?, ?, ?, 'pause_started')",
+            (rec.session_id, 10**6 + 99, start + 22.0, wall + 22.0),
+        )
+    conn.close()
+    db = open_database(rec.path)
+    try:
+        replay = ReplaySession(db, rec.session_id, ReplayClock(base))
+
+        def listed(at: float) -> list[tuple[int, str, str]]:
+            return [(a.alarm_id, a.state, a.marker) for a in replay.alarms_at(at)]
+
+        assert listed(5.0) == []
+        assert listed(10.0) == [(1, "active", "**")]
+        assert listed(26.0) == [(2, "active", "***"), (1, "acknowledged", "**")]  # high first
+        assert listed(35.0) == [(2, "latched", "***"), (1, "acknowledged", "**")]
+        assert listed(45.0) == [(2, "latched", "***")]
+        assert listed(60.0) == []
+        replay.seek(26.0)
+        assert [a.alarm_id for a in replay.alarms_at()] == [2, 1]  # default: the shown position
+        assert replay.alarms_at(26.0)[0].raised_position == pytest.approx(20.0)
+    finally:
+        db.close()
+
+
+def test_devices_are_listed_from_their_first_record(tmp_path: Path, base: FakeClock) -> None:
+    rec = build_recorded_session(tmp_path / "late.sqlite", SessionSpec(duration_s=60.0, checkpoints=()))
+    with sqlite3.connect(rec.path) as conn:  # a third device turns up at 30 s
+        conn.execute(
+            "INSERT INTO device_events (session_id, seq, mono, t_utc, device, state, detail) "
+            "VALUES (?, ?, ?, ?, 'AA:BB:CC:00:00:09', 'connecting', 'Strap')",
+            (rec.session_id, 10**6, rec.start_mono + 30.0, rec.start_wall + 30.0),
+        )
+    conn.close()
+    db = open_database(rec.path)
+    try:
+        replay = ReplaySession(db, rec.session_id, ReplayClock(base))
+        replay.seek(29.0)
+        assert set(replay.devices) == {OXIMETER, CUFF}
+        replay.seek(31.0)
+        assert set(replay.devices) == {OXIMETER, CUFF, "AA:BB:CC:00:00:09"}
+        assert replay.devices["AA:BB:CC:00:00:09"].state is DeviceState.CONNECTING
+        replay.seek(10.0)
+        assert set(replay.devices) == {OXIMETER, CUFF}
+    finally:
+        db.close()
+
+
+def test_review_entries_show_as_markers_after_a_reload(
+    tmp_path: Path, recorded: RecordedSession, base: FakeClock
+) -> None:
+    from kapmonitor.storage.review import ReviewLog
+
+    path = tmp_path / "review.sqlite"
+    source = open_database(recorded.path)
+    try:
+        export_session_file(source, recorded.session_id, path)
+    finally:
+        source.close()
+    db = open_database(path)
+    try:
+        replay = ReplaySession(db, recorded.session_id, ReplayClock(base))
+        count = len(replay.markers)
+        ReviewLog(db, FakeClock(), recorded.session_id).annotate("look here", "dr r", position_s=333.0)
+        assert len(replay.markers) == count  # read once ...
+        replay.reload_markers()  # ... and again on request
+        notes = replay.markers_of([MarkerKind.ANNOTATION])
+        assert [(n.position, n.text) for n in notes] == [(pytest.approx(333.0), "look here [dr r]")]
+        assert replay.next_marker([MarkerKind.ANNOTATION], after=0.0) == notes[0]
+    finally:
+        db.close()
