@@ -242,8 +242,8 @@ def test_the_log_shows_the_jump(tmp_path: Path, caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.INFO):
         run = record(tmp_path / "kap.sqlite", 3600.0)
     try:
-        in_record = [e for e in alarm_events(run.db, run.session_id) if e.alarm_key.startswith("clock")]
-        in_record += [e for e in device_events(run.db, run.session_id) if "clock" in e.detail.lower()]
+        in_record = [e.seq for e in alarm_events(run.db, run.session_id) if e.alarm_key.startswith("clock")]
+        in_record += [e.seq for e in device_events(run.db, run.session_id) if "clock" in e.detail.lower()]
         logged = [
             r for r in caplog.records if r.levelno >= logging.WARNING and "clock" in r.getMessage().lower()
         ]
