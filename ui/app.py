@@ -61,6 +61,8 @@ class Options:
     target: str = ""
     export_format: str = ""
     at: float | None = None
+    reviewer: str = ""
+    progress: bool = False
 
 
 class Monitor:
@@ -321,8 +323,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     snap = sub.add_parser("snapshot", parents=[common], help="render the main window to a PNG")
     snap.add_argument("--after", type=float, default=10.0, help="seconds to run before rendering")
     snap.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    rep = sub.add_parser("replay", parents=[common], help="replay a recorded session (read-only)")
-    rep.add_argument("target", help="a session id (in --db) or a standalone session file")
+    rep = sub.add_parser("replay", parents=[common], help="replay and review recorded sessions")
+    rep.add_argument(
+        "target", nargs="?", default="", help="a session id (in --db) or a session file; none: the browser"
+    )
+    rep.add_argument("--reviewer", default="", help="your name on annotations and verdicts (else asked)")
     rep.add_argument("--at", type=float, default=None, help="with --out: seconds into the session to render")
     rep.add_argument("--out", type=Path, default=None, help="render that instant to a PNG and exit")
     exp = sub.add_parser("export", parents=[common], help="export a recorded session")
@@ -331,6 +336,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--format", required=True, choices=["csv", "csv-zip", "edf", "session", "pdf"], dest="fmt"
     )
     exp.add_argument("--out", type=Path, required=True, help="folder (csv) or file to write")
+    exp.add_argument("--progress", action="store_true", help="print 'progress FRACTION STAGE' lines")
     # `kapmonitor --demo` (no sub-command) means `kapmonitor monitor --demo`
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
@@ -357,6 +363,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         target=getattr(ns, "target", ""),
         export_format=getattr(ns, "fmt", ""),
         at=getattr(ns, "at", None),
+        reviewer=getattr(ns, "reviewer", ""),
+        progress=getattr(ns, "progress", False),
     )
 
 
@@ -399,20 +407,25 @@ def open_target(target: str, db_path: Path) -> tuple[Database, str]:
     return db, target
 
 
+def _print_progress(fraction: float, stage: str) -> None:
+    print(f"progress {fraction:.3f} {stage}", flush=True)
+
+
 def export(opts: Options) -> int:
-    """`kapmonitor export`: write one session as CSV files, a CSV zip, EDF+ or a session file."""
+    """`kapmonitor export`: one session as CSV files, a CSV zip, EDF+, a PDF report or a session file."""
     from kapmonitor.export import export_csv, export_csv_zip, export_edf, export_session_file
 
     db, session_id = open_target(opts.target, opts.db)
     assert opts.out is not None
+    progress = _print_progress if opts.progress else None
     try:
         if opts.export_format == "csv":
-            written = export_csv(db, session_id, opts.out)
+            written = export_csv(db, session_id, opts.out, progress=progress)
             print("\n".join(str(p) for p in written))
         elif opts.export_format == "csv-zip":
-            print(export_csv_zip(db, session_id, opts.out))
+            print(export_csv_zip(db, session_id, opts.out, progress=progress))
         elif opts.export_format == "edf":
-            export_edf(db, session_id, opts.out)
+            export_edf(db, session_id, opts.out, progress=progress)
             print(opts.out)
         elif opts.export_format == "pdf":
             os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a PDF needs fonts, not a display
@@ -422,44 +435,60 @@ def export(opts: Options) -> int:
             from ui.report_pdf import write_report_pdf
 
             _app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])
-            print(write_report_pdf(report_data(db, session_id, SystemClock()), opts.out))
+            if progress:
+                progress(0.0, "reading")
+            data = report_data(db, session_id, SystemClock())
+            if progress:
+                progress(0.4, "drawing")
+            print(write_report_pdf(data, opts.out))
+            if progress:
+                progress(1.0, "done")
         else:
-            counts = export_session_file(db, session_id, opts.out)
+            counts = export_session_file(db, session_id, opts.out, progress=progress)
             print(f"{opts.out}: " + ", ".join(f"{n} {t}" for t, n in counts.items() if n))
+    except (FileExistsError, KeyError) as exc:
+        raise SystemExit(f"kapmonitor: {exc}") from exc
     finally:
         db.close()
     return 0
 
 
 def replay(opts: Options) -> int:
-    """`kapmonitor replay`: the recorded session on the monitor screen, or one instant as a PNG."""
+    """`kapmonitor replay`: the session browser, a recorded session to review, or one instant as a PNG."""
     if opts.out is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        if not opts.target:
+            raise SystemExit("kapmonitor: replay --out renders one session: name it (id or file)")
     from PySide6.QtWidgets import QApplication
 
-    from kapmonitor.replay import ReplayClock, ReplaySession
-    from ui.replay_window import ReplayWindow
+    from ui.review_panel import Reviewer
+    from ui.session_browser import ReplayLauncher, SessionBrowser
 
-    db, session_id = open_target(opts.target, opts.db)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
-    clock = ReplayClock(SystemClock())
-    session = ReplaySession(db, session_id, clock)
-    window = ReplayWindow(session, clock)
-    window.resize(1600, 960)
+    launcher = ReplayLauncher(Reviewer(opts.reviewer), SystemClock())
+    if not opts.target:
+        browser = SessionBrowser(opts.db, launcher)
+        browser.resize(1500, 800)
+        browser.show()
+        code = app.exec()
+        launcher.close_all()
+        browser.close()
+        return int(code)
+    db, session_id = open_target(opts.target, opts.db)
+    window = launcher.open(db, session_id)
     if opts.out is not None:
         window.show()
-        window.seek(opts.at if opts.at is not None else session.duration)
+        window.fit_monitor()  # the monitor screen at its design size, 1600 x 900
+        window.seek(opts.at if opts.at is not None else window.replay.duration)
         window.frame()
         window.monitor.render_png(opts.out)  # the monitor screen at that instant
         print(opts.out)
-        window.shutdown()
-        db.close()
+        launcher.close_all()
         return 0
     window.showMaximized()
     code = app.exec()
-    window.shutdown()
-    db.close()
+    launcher.close_all()
     return int(code)
 
 

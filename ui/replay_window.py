@@ -1,89 +1,186 @@
-"""The replay window: the monitor's own screen fed by a ReplaySession, with transport controls."""
+"""The replay window: the monitor's own screen fed by a ReplaySession, with timeline, transport and review."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QKeySequence, QShortcut
+from pathlib import Path
+from typing import override
+
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
-from kapmonitor.replay import SPEEDS, ReplayClock, ReplaySession
+from kapmonitor.clock import Clock, SystemClock
+from kapmonitor.export.session_file import database_file
+from kapmonitor.replay import SPEEDS, AlarmAt, Marker, MarkerKind, ReplayClock, ReplaySession
+from kapmonitor.storage import Database
+from ui import style
+from ui.alarm_bar import PRIORITY_BG, PRIORITY_FG
+from ui.export_dialog import ExportDialog
 from ui.main_window import MainWindow
+from ui.replay_timeline import ReplayTimeline, priority_of
+from ui.review_panel import Reviewer, ReviewPanel, hms
 
 #: Frames per second of the replay (design.md: plots redraw on a timer, ~30 Hz).
 FRAME_MS = 33
-#: Slider resolution: one step per second of session time.
-SLIDER_STEP_S = 1.0
+#: What `[` and `]` jump between (the choice in the transport bar).
+JUMP_KINDS: dict[str, tuple[str, ...] | None] = {
+    "alarms, notes, phases, BP": (
+        MarkerKind.ALARM,
+        MarkerKind.OBSERVATION,
+        MarkerKind.PHASE,
+        MarkerKind.BP,
+        MarkerKind.ANNOTATION,
+    ),
+    "alarms": (MarkerKind.ALARM,),
+    "observations": (MarkerKind.OBSERVATION,),
+    "phase changes": (MarkerKind.PHASE,),
+    "BP readings": (MarkerKind.BP,),
+    "annotations": (MarkerKind.ANNOTATION,),
+    "every event": None,
+}
+#: Width of the review column beside the monitor.
+REVIEW_WIDTH = 460
 
 
-def _hms(seconds: float) -> str:
-    s = int(max(0.0, seconds))
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+def alarm_banner_text(alarms: list[AlarmAt]) -> str:
+    if not alarms:
+        return "No alarm at this instant"
+    return "ALARMS AT THIS INSTANT:  " + "   ·   ".join(f"{a.marker} {a.message} ({a.state})" for a in alarms)
 
 
 class ReplayWindow(QWidget):
-    """Plays a recorded session on the monitor screen: play/pause, speeds, seek, marker jumps."""
+    """Plays a recorded session on the monitor screen; timeline, marker jumps, review and export.
 
-    def __init__(self, replay: ReplaySession, clock: ReplayClock, parent: QWidget | None = None) -> None:
+    Keys: Space play/pause, [ ] previous/next event, ←/→ 10 s (Shift: 1 min), A annotate,
+    T/F/N judge the current alarm, E export.
+    """
+
+    closed = Signal()
+
+    def __init__(
+        self,
+        replay: ReplaySession,
+        clock: ReplayClock,
+        *,
+        db: Database | None = None,
+        review_clock: Clock | None = None,  # stamps when an entry was written (default: the machine's)
+        reviewer: Reviewer | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.replay = replay
         self.clock = clock
-        self.setWindowTitle(f"kapmonitor — replay of session {replay.session_id} (read-only)")
-        self._layout = QVBoxLayout(self)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-        self._layout.setSpacing(0)
-        self.monitor = self._new_monitor()
-        self._layout.addWidget(self.monitor, 1)
-
-        bar = QWidget(self)
-        bar.setObjectName("replayBar")
-        bar.setStyleSheet(
+        self.db = db
+        self.setWindowTitle(f"kapmonitor — replay of session {replay.session_id} (read-only recording)")
+        self.setObjectName("replayWindow")
+        self.setStyleSheet(
+            f"#replayWindow {{ background: {style.BACKGROUND}; }}"
             "#replayBar { background: #111820; }"
-            "QLabel, QPushButton, QComboBox { font-size: 18px; color: #e8eef2; }"
-            "QPushButton { padding: 6px 14px; background: #24303a; border: 1px solid #3a4a56; }"
+            "#replayBar QLabel, #replayBar QPushButton, #replayBar QComboBox"
+            " { font-size: 18px; color: #e8eef2; }"
+            "#replayBar QPushButton { padding: 6px 14px; background: #24303a; border: 1px solid #3a4a56; }"
+            "#replayBar QPushButton:focus { border: 2px solid #ff9f1c; }"
+            "#replayBar QComboBox { background: #24303a; padding: 4px 8px; }"
         )
-        row = QHBoxLayout(bar)
-        self.play_button = QPushButton("▶ Play [Space]", bar)
-        self.play_button.clicked.connect(self.toggle)
-        self.prev_button = QPushButton("⏮ Previous event [", bar)
-        self.prev_button.clicked.connect(self.previous_marker)
-        self.next_button = QPushButton("Next event ] ⏭", bar)
-        self.next_button.clicked.connect(self.next_marker)
-        self.speed_box = QComboBox(bar)
-        for speed in SPEEDS:
-            self.speed_box.addItem(f"{speed:g}×", speed)
-        self.speed_box.currentIndexChanged.connect(self._speed_changed)
-        self.slider = QSlider(Qt.Orientation.Horizontal, bar)
-        self.slider.setRange(0, max(1, int(replay.duration / SLIDER_STEP_S)))
-        self.slider.sliderMoved.connect(self._slider_moved)
-        self.position_label = QLabel(bar)
-        self.marker_label = QLabel(bar)
-        for w in (self.play_button, self.prev_button, self.next_button, self.speed_box):
-            row.addWidget(w)
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.position_label)
-        self._layout.addWidget(bar)
-        self._layout.addWidget(self.marker_label)
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+
+        self.alarm_banner = QLabel()
+        self.alarm_banner.setObjectName("replayAlarms")
+        self.alarm_banner.setMinimumHeight(40)
+        root.addWidget(self.alarm_banner)
+        self._shown_alarms: tuple[tuple[int, str, str], ...] | None = None
+
+        self._middle = QHBoxLayout()
+        self._middle.setContentsMargins(0, 0, 0, 0)
+        self._middle.setSpacing(0)
+        self.monitor = self._new_monitor()
+        self._middle.addWidget(self.monitor, 1)
+        self.review: ReviewPanel | None = None
+        if db is not None:
+            self.review = ReviewPanel(db, replay, review_clock or SystemClock(), reviewer or Reviewer())
+            self.review.setFixedWidth(REVIEW_WIDTH)
+            self.review.jump_requested.connect(self.seek)
+            self.review.changed.connect(self._review_changed)
+            self._middle.addWidget(self.review)
+        root.addLayout(self._middle, 1)
+
+        self.timeline = ReplayTimeline(replay, self.review.alarms if self.review else [])
+        self.timeline.seek_requested.connect(self.seek)
+        self.timeline.marker_selected.connect(self.go_to_marker)
+        root.addWidget(self.timeline)
+        root.addWidget(self._build_bar())
+        self.marker_label = QLabel()
         self.marker_label.setStyleSheet(
             "font-size: 18px; color: #e8eef2; background: #111820; padding: 4px 10px;"
         )
-
-        QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.toggle)
-        QShortcut(QKeySequence(Qt.Key.Key_BracketRight), self, self.next_marker)
-        QShortcut(QKeySequence(Qt.Key.Key_BracketLeft), self, self.previous_marker)
+        root.addWidget(self.marker_label)
+        self._install_shortcuts()
 
         self._timer = QTimer(self)
         self._timer.setInterval(FRAME_MS)
         self._timer.timeout.connect(self.frame)
         self._timer.start()
         self.frame()
+
+    def _build_bar(self) -> QWidget:
+        bar = QWidget(self)
+        bar.setObjectName("replayBar")
+        row = QHBoxLayout(bar)
+        self.play_button = QPushButton("▶ Play [Space]", bar)
+        self.play_button.clicked.connect(self.toggle)
+        self.prev_button = QPushButton("◀ Previous [", bar)
+        self.prev_button.clicked.connect(self.previous_marker)
+        self.next_button = QPushButton("Next ] ▶", bar)
+        self.next_button.clicked.connect(self.next_marker)
+        self.jump_box = QComboBox(bar)
+        for name in JUMP_KINDS:
+            self.jump_box.addItem(name)
+        self.jump_box.setToolTip("What [ and ] jump between")
+        self.speed_box = QComboBox(bar)
+        for speed in SPEEDS:
+            self.speed_box.addItem(f"{speed:g}×", speed)
+        self.speed_box.currentIndexChanged.connect(self._speed_changed)
+        self.export_button = QPushButton("Export… [E]", bar)
+        self.export_button.clicked.connect(self.open_export)
+        self.export_button.setEnabled(self.db is not None)
+        self.position_label = QLabel(bar)
+        row.addWidget(self.play_button)
+        row.addWidget(self.prev_button)
+        row.addWidget(self.next_button)
+        row.addWidget(QLabel("jump between", bar))
+        row.addWidget(self.jump_box)
+        row.addWidget(QLabel("speed", bar))
+        row.addWidget(self.speed_box)
+        row.addStretch(1)
+        row.addWidget(self.position_label)
+        row.addSpacing(20)
+        row.addWidget(self.export_button)
+        return bar
+
+    def _install_shortcuts(self) -> None:
+        keys = {
+            Qt.Key.Key_Space: self.toggle,
+            Qt.Key.Key_BracketRight: self.next_marker,
+            Qt.Key.Key_BracketLeft: self.previous_marker,
+            Qt.Key.Key_E: self.open_export,
+        }
+        for key, slot in keys.items():
+            QShortcut(QKeySequence(key), self, slot)
+        QShortcut(QKeySequence(Qt.Key.Key_Left), self, lambda: self.step(-10.0))
+        QShortcut(QKeySequence(Qt.Key.Key_Right), self, lambda: self.step(10.0))
+        QShortcut(QKeySequence("Shift+Left"), self, lambda: self.step(-60.0))
+        QShortcut(QKeySequence("Shift+Right"), self, lambda: self.step(60.0))
+        if self.review is not None:
+            self.review.install_shortcuts(self)
 
     def _new_monitor(self) -> MainWindow:
         monitor = MainWindow(self.replay)
@@ -95,6 +192,9 @@ class ReplayWindow(QWidget):
         self.clock.toggle()
         self._update_controls()
 
+    def step(self, seconds: float) -> None:
+        self.seek(self.replay.position + seconds)
+
     def seek(self, position: float) -> None:
         """Jump to a position; the screen shows that instant as the live screen showed it."""
         backwards = position < self.replay.position
@@ -103,30 +203,55 @@ class ReplayWindow(QWidget):
             # the monitor keeps live-only memory (link-loss times...): give it a fresh start
             old = self.monitor
             self.monitor = self._new_monitor()
-            self._layout.replaceWidget(old, self.monitor)
+            self._middle.replaceWidget(old, self.monitor)
             old.shutdown()
             old.deleteLater()
         self.frame()
+        # a seek passes BP readings without telling of each: show the newest one at this instant
+        now = self.replay.clock
+        self.monitor.bp_tile.set_reading(
+            self.monitor.newest_bp(), now_mono=now.monotonic(), now_wall=now.wall()
+        )
+
+    def jump_kinds(self) -> tuple[str, ...] | None:
+        return JUMP_KINDS[self.jump_box.currentText()]
+
+    def go_to_marker(self, marker: Marker) -> None:
+        self.seek(marker.position)
+        self._show_marker(marker.text)
 
     def next_marker(self) -> None:
-        marker = self.replay.jump_next()
-        self._show_marker(marker.text if marker else "no later event")
-        self.frame()
+        marker = self.replay.next_marker(self.jump_kinds())
+        if marker is None:
+            self._show_marker("no later event of this kind")
+        else:
+            self.go_to_marker(marker)
 
     def previous_marker(self) -> None:
-        marker = self.replay.previous_marker()
-        if marker is not None:
-            self.seek(marker.position)
-        self._show_marker(marker.text if marker else "no earlier event")
+        marker = self.replay.previous_marker(self.jump_kinds())
+        if marker is None:
+            self._show_marker("no earlier event of this kind")
+        else:
+            self.go_to_marker(marker)
 
     def _show_marker(self, text: str) -> None:
-        self.marker_label.setText(f"{_hms(self.replay.position)}  {text}")
+        self.marker_label.setText(f"{hms(self.replay.position)}  {text}")
 
     def _speed_changed(self, index: int) -> None:
         self.clock.set_speed(float(self.speed_box.itemData(index)))
 
-    def _slider_moved(self, value: int) -> None:
-        self.seek(value * SLIDER_STEP_S)
+    def open_export(self) -> ExportDialog | None:
+        """The export dialog for this session (format, path; progress while it runs)."""
+        if self.db is None:
+            return None
+        dialog = ExportDialog(Path(database_file(self.db)), self.replay.session_id, parent=self)
+        dialog.show()
+        return dialog
+
+    def _review_changed(self) -> None:
+        assert self.review is not None
+        self.replay.reload_markers()
+        self.timeline.set_alarms(self.review.alarms)
 
     # -- frames ------------------------------------------------------------------------------
     def frame(self) -> None:
@@ -135,12 +260,43 @@ class ReplayWindow(QWidget):
         self._update_controls()
 
     def _update_controls(self) -> None:
+        position = self.replay.position
         playing = self.clock.playing
-        self.play_button.setText("⏸ Pause [Space]" if playing else "▶ Play [Space]")
-        if not self.slider.isSliderDown():
-            self.slider.setValue(int(self.replay.position / SLIDER_STEP_S))
-        self.position_label.setText(f"{_hms(self.replay.position)} / {_hms(self.replay.duration)}")
+        self.play_button.setText("❚❚ Pause [Space]" if playing else "▶ Play [Space]")
+        self.position_label.setText(f"{hms(position)} / {hms(self.replay.duration)}")
+        self.timeline.set_position(position)
+        if self.review is not None:
+            self.review.follow(position)
+        self._update_alarms()
+
+    def _update_alarms(self) -> None:
+        alarms = self.replay.alarms_at()
+        shown = tuple((a.alarm_id, a.state, a.priority) for a in alarms)
+        if shown == self._shown_alarms:
+            return
+        self._shown_alarms = shown
+        self.alarm_banner.setText(alarm_banner_text(alarms))
+        top = priority_of(alarms[0].priority) if alarms else None
+        bg = PRIORITY_BG[top] if top else style.PANEL
+        fg = PRIORITY_FG[top] if top else style.MUTED
+        self.alarm_banner.setStyleSheet(
+            f"background: {bg}; color: {fg}; font-size: 20px; font-weight: bold; padding: 6px 14px;"
+        )
+
+    def fit_monitor(self, width: int = 1600, height: int = 900) -> None:
+        """Size the window so the monitor screen gets its design size (for pictures of one instant)."""
+        for _ in range(3):
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+            extra = self.size() - self.monitor.size()
+            self.resize(width + extra.width(), height + extra.height())
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
 
     def shutdown(self) -> None:
         self._timer.stop()
         self.monitor.shutdown()
+
+    @override
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+        self.closed.emit()

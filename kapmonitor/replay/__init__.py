@@ -4,6 +4,7 @@ from kapmonitor.replay.browser import SessionSummary, search_sessions, session_s
 from kapmonitor.replay.clock import SPEEDS, ReplayClock
 from kapmonitor.replay.model import (
     AlarmAt,
+    AlarmSpan,
     Marker,
     MarkerKind,
     NumericSeries,
@@ -17,6 +18,7 @@ from kapmonitor.replay.model import (
 __all__ = [
     "SPEEDS",
     "AlarmAt",
+    "AlarmSpan",
     "Marker",
     "MarkerKind",
     "NumericSeries",

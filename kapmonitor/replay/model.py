@@ -308,6 +308,17 @@ class AlarmAt:
         return "*" * PRIORITY_RANK.get(self.priority, 0)
 
 
+@dataclass(slots=True)
+class AlarmSpan:
+    """One alarm over the session: raised at start_position, cleared at end_position (None: never)."""
+
+    alarm_id: int
+    start_position: float
+    end_position: float | None
+    priority: str  # the highest it reached
+    message: str
+
+
 def _alarm_rows(db: Database, session_id: str) -> list[AlarmEventRow]:
     """A session's per-alarm transitions (engine-wide ones, alarm_id None, left out) in time order."""
     if not has_table(db, "alarm_events"):
@@ -556,12 +567,16 @@ class ReplaySession(Session):
         for s in self.series.values():
             names.update(s.devices)
         self._all_devices: dict[str, DeviceStatus] = {}
+        # the record keeps no streaming flag: a device that took BP readings is a cuff, whose
+        # silence between readings is normal (DeviceInfo.streaming); every other one streams
+        cuffs = {b.device for b in self.all_bp}
         for device in sorted(names):
             info = infos.get(device)
+            streaming = device not in cuffs
             self._all_devices[device] = DeviceStatus(
-                info=DeviceInfo(device, info.name, info.kind)
+                info=DeviceInfo(device, info.name, info.kind, streaming=streaming)
                 if info
-                else DeviceInfo(device, device, "unknown"),
+                else DeviceInfo(device, device, "unknown", streaming=streaming),
                 state=DeviceState.SEARCHING,
                 detail="",
                 counters=DeviceCounters(),
@@ -804,6 +819,21 @@ class ReplaySession(Session):
         ]
         out.sort(key=lambda a: (-PRIORITY_RANK.get(a.priority, 0), -a.raised_position, -a.alarm_id))
         return out
+
+    def alarm_spans(self) -> list[AlarmSpan]:
+        """Every alarm from its raise to the transition that cleared it, by raise time (the timeline)."""
+        origin = self.row.started_mono
+        spans: dict[int, AlarmSpan] = {}
+        for r in self._alarm_rows:
+            assert r.alarm_id is not None
+            span = spans.get(r.alarm_id)
+            if span is None:
+                span = spans[r.alarm_id] = AlarmSpan(r.alarm_id, r.mono - origin, None, "", r.message)
+            if PRIORITY_RANK.get(r.priority or "", 0) > PRIORITY_RANK.get(span.priority, 0):
+                span.priority = r.priority or ""
+            if r.state == "cleared" and span.end_position is None:
+                span.end_position = r.mono - origin
+        return sorted(spans.values(), key=lambda a: (a.start_position, a.alarm_id))
 
     def markers_of(self, kinds: Iterable[str] | None = None) -> list[Marker]:
         wanted = None if kinds is None else {str(k) for k in kinds}

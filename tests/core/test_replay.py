@@ -379,7 +379,8 @@ def test_alarms_at_a_position_are_the_live_list_then(tmp_path: Path, base: FakeC
         (25.0, 1, "acknowledged", "acknowledged", "medium", "SpO2 < 90 %"),
         (30.0, 2, "latched", "latched", "high", "SpO2 < 85 %"),
         (40.0, 1, "cleared", "cleared", "medium", "SpO2 < 90 %"),
-        (50.0, 2, "acknowledged", "cleared", "high", "SpO2 < 85 %"),  # acknowledging a latched one ends it
+        (50.0, 2, "acknowledged", "latched", "high", "SpO2 < 85 %"),  # a latched one, acknowledged ...
+        (50.0, 2, "cleared", "cleared", "high", "SpO2 < 85 %"),  # ... ends at once (AlarmEngine)
     )
     with sqlite3.connect(rec.path) as conn:
         for k, (at, aid, event, state, prio, msg) in enumerate(rows):
@@ -457,7 +458,7 @@ def test_review_entries_show_as_markers_after_a_reload(
         assert len(replay.markers) == count  # read once ...
         replay.reload_markers()  # ... and again on request
         notes = replay.markers_of([MarkerKind.ANNOTATION])
-        assert [(n.position, n.text) for n in notes] == [(pytest.approx(333.0), "look here [dr r]")]
+        assert [(round(n.position, 6), n.text) for n in notes] == [(333.0, "look here [dr r]")]
         assert replay.next_marker([MarkerKind.ANNOTATION], after=0.0) == notes[0]
     finally:
         db.close()
