@@ -29,9 +29,9 @@ from devices._ble.link import DeviceLink
 from devices.battery import ParseError as BatteryParseError
 from devices.battery import build_battery_level
 from devices.berrymed.parser import PACKETS_PER_NOTIFICATION, BerryMedDecoder
-from devices.bp.driver import measurement_decoder
+from devices.bp.driver import _decode_intermediate, measurement_decoder
 from devices.bp.parser import ParseError as BPParseError
-from devices.bp.parser import parse_bp_feature, parse_intermediate_cuff_pressure
+from devices.bp.parser import parse_bp_feature
 from devices.driver import BATTERY_LEVEL, DEVICE_INFO_STRINGS, Decoder, DriverSpec, Subscription, uuid16
 from devices.emulated.berrymed_oximeter import packet_for
 from devices.emulated.bp_cuff import encode_feature, encode_intermediate, encode_reading
@@ -181,6 +181,12 @@ def _battery_bad(rng: random.Random, valid: bytes) -> bytes:
     return valid + bytes([rng.randrange(256)])
 
 
+def _utf8_bad(rng: random.Random, valid: bytes) -> bytes:
+    """Not UTF-8: a lone continuation byte or an invalid lead byte inside a name."""
+    at = rng.randint(0, len(valid))
+    return valid[:at] + bytes([rng.choice((0x80, 0xBF, 0xC0, 0xF8, 0xFF))]) + valid[at:]
+
+
 def _viatom_bad(rng: random.Random, valid: bytes) -> bytes:
     """A complete frame whose CRC byte is wrong (frames of one chunk are whole: see _viatom_frames)."""
     frame = _VIATOM_FRAMES[rng.randrange(len(_VIATOM_FRAMES))]
@@ -265,7 +271,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "bp-intermediate", "cuff pressure 0x2A36", BPParseError,
-        _fixed(_parse_only(parse_intermediate_cuff_pressure)), _bp_intermediate, _fixed_format_bad,
+        _fixed(_decode_intermediate), _bp_intermediate, _fixed_format_bad,
     ),
     Target(
         "bp-feature", "BP feature 0x2A49", BPParseError, _fixed(_parse_only(parse_bp_feature)),
@@ -283,7 +289,7 @@ TARGETS: tuple[Target, ...] = (
     # no parser and no error type: the link decodes the strings as UTF-8 with replacement
     Target(
         "device-information", "Device Information 0x180A", Exception, _fixed(_parse_only(lambda b: None)),
-        _device_information, _battery_bad, path="device-information",
+        _device_information, _utf8_bad, path="device-information",
     ),
     Target(
         "viatom-stream", "Viatom NUS notify 6e400003", PlxParseError, ViatomDecoder, _viatom, _viatom_bad,
@@ -523,6 +529,10 @@ async def _fuzz_static(
                 result.crashes.append(Crash(raw, f"device information became {link.device_information!r}"))
             if i < len(valid) and texts[0] != raw.decode().strip("\x00 "):
                 result.valid_refused.append(raw)
+            if known_bad:  # shown marked (U+FFFD), never as a plausible name
+                result.known_bad += 1
+                if "\ufffd" not in texts[0]:
+                    result.known_bad_missed.append(raw)
             continue
         if refused:
             result.refused += 1
