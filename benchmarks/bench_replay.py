@@ -1,4 +1,4 @@
-"""Benchmark: replay of a 4-hour session: open to first frame, seek p50/p99, 60x playback cost per frame."""
+"""Benchmark: replay of a 4-hour session: open, seek p50/p99, 60x playback per frame; model and window."""
 
 from __future__ import annotations
 
@@ -130,6 +130,72 @@ def run(path: Path, session_id: str, seeks: int, frames: int, opens: int) -> dic
     }
 
 
+def run_ui(path: Path, session_id: str, seeks: int, frames: int) -> dict[str, float]:
+    """The replay window itself (monitor, timeline, review panel) offscreen at 1920x1080: open to
+    first paint, timeline overview drawing, seek + paint, and 60x frames + paint (event loop passes)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from ui.replay_window import ReplayWindow
+    from ui.review_panel import Reviewer
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    t0 = time.perf_counter()
+    db = open_database(path)
+    base = FakeClock()
+    clock = ReplayClock(base)
+    window = ReplayWindow(ReplaySession(db, session_id, clock), clock, db=db, reviewer=Reviewer("bench"))
+    window._timer.stop()  # the benchmark drives the frames itself
+    window.resize(1920, 1080)
+    window.show()
+    app.processEvents()
+    window.grab()  # everything painted once
+    open_ms = (time.perf_counter() - t0) * 1000
+
+    timeline_ms: list[float] = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        window.timeline.rebuild()
+        window.timeline.repaint()
+        timeline_ms.append((time.perf_counter() - t0) * 1000)
+
+    rng = random.Random(7)
+    seek_ms: list[float] = []
+    for _ in range(seeks):
+        position = rng.uniform(0.0, window.replay.duration)
+        t0 = time.perf_counter()
+        window.seek(position)
+        window.monitor.on_frame()
+        app.processEvents()
+        seek_ms.append((time.perf_counter() - t0) * 1000)
+
+    window.seek(600.0)
+    window.monitor.frame_timer.stop()
+    clock.set_speed(60.0)
+    clock.play()
+    frame_ms: list[float] = []
+    for _ in range(frames):
+        base.advance(FRAME_S)
+        t0 = time.perf_counter()
+        window.frame()
+        window.monitor.on_frame()
+        app.processEvents()  # paints what changed: sweep, numerics, the timeline's cursor columns
+        frame_ms.append((time.perf_counter() - t0) * 1000)
+    renders = window.timeline.renders
+    window.shutdown()
+    window.close()
+    db.close()
+    return {
+        "ui_open_first_paint_ms": open_ms,
+        "ui_timeline_overview_ms_median": statistics.median(timeline_ms),
+        "ui_seek_ms_p50": _pct(seek_ms, 0.50),
+        "ui_seek_ms_p99": _pct(seek_ms, 0.99),
+        "ui_frame_60x_ms_mean": statistics.fmean(frame_ms),
+        "ui_frame_60x_ms_p99": _pct(frame_ms, 0.99),
+        "ui_timeline_renders_during_playback": float(renders - 6),  # 1 at open + 5 timed above
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=4.0)
@@ -143,11 +209,14 @@ def main() -> None:
         help="where the built session file is kept between runs",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--no-ui", action="store_true", help="only the replay model, not the window")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, like the GUI thread
     path, session_id, built = cached_session(args.hours, args.cache)
     result = run(path, session_id, args.seeks, args.frames, args.opens)
+    if not args.no_ui:
+        result.update(run_ui(path, session_id, min(args.seeks, 50), min(args.frames, 300)))
     result["build_s"] = built
     result["file_mb"] = path.stat().st_size / 1e6
     if args.json:
@@ -172,6 +241,16 @@ def main() -> None:
         f"60x playback ({args.frames} frames of 33 ms): mean {result['frame_60x_ms_mean']:.2f} ms, "
         f"p99 {result['frame_60x_ms_p99']:.2f} ms, max {result['frame_60x_ms_max']:.2f} ms per frame"
     )
+    if "ui_open_first_paint_ms" in result:
+        print(
+            f"replay window (1920x1080: monitor, timeline, review): open to first paint "
+            f"{result['ui_open_first_paint_ms']:.0f} ms; timeline overview drawn in "
+            f"{result['ui_timeline_overview_ms_median']:.1f} ms (once; "
+            f"{result['ui_timeline_renders_during_playback']:.0f} redraws during playback); "
+            f"seek + paint p50 {result['ui_seek_ms_p50']:.1f} ms, p99 {result['ui_seek_ms_p99']:.1f} ms; "
+            f"60x frame + paint mean {result['ui_frame_60x_ms_mean']:.2f} ms, "
+            f"p99 {result['ui_frame_60x_ms_p99']:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

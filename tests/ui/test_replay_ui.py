@@ -533,3 +533,29 @@ def test_the_export_dialog_suggests_a_new_name_and_refuses_an_existing_file(
     dialog.path_edit.setText(str(tmp_path / f"kapmonitor-{built.session_id}.edf"))
     dialog.start()
     assert dialog.job is None and "never overwrites" in dialog.result_label.text()
+
+
+def test_seeking_back_shows_that_instant_as_live_not_what_came_after(window: ReplayWindow) -> None:
+    from kapmonitor.measurements import Param
+
+    tile = window.monitor.tiles[Param.SPO2]
+    window.seek(900.0)  # after the oximeter's drop-out (silent 400-460 s, lost at 416 s)
+    window.monitor.on_frame()
+    assert not tile.is_stale()
+    sweep_before = window.monitor.sweep
+    window.seek(300.0)  # back, before the drop-out: a current value, a drawing sweep
+    window.monitor.on_frame()
+    assert window.monitor.sweep is not sweep_before  # a sweep only draws forward: a fresh one
+    assert not tile.is_stale(), tile.quality_text()
+    assert tile.value_text() == f"{window.replay.latest[Param.SPO2].value:.0f}"
+    assert not window.monitor.sweep.no_signal()
+    assert np.isfinite(window.monitor.sweep.trace()[1]).sum() > 100
+    window.seek(440.0)  # forward into the drop-out: lost, as live
+    window.monitor.on_frame()
+    assert tile.is_stale()
+    window.seek(420.0)  # back, still after the loss at 416 s
+    window.monitor.on_frame()
+    assert tile.is_stale()
+    window.seek(410.0)  # back before the loss: silent for 10 s, not yet declared
+    window.monitor.on_frame()
+    assert not tile.is_stale(), tile.quality_text()
