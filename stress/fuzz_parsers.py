@@ -54,6 +54,7 @@ from devices.plx.parser import (
 )
 from devices.viatom.parser import PLETH_RATE_HZ as VIATOM_RATE_HZ
 from devices.viatom.parser import PLETH_SAMPLES_PER_FRAME, ViatomDecoder, build_pleth
+from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import FakeClock, SystemClock
 from kapmonitor.measurements import DeviceInfo, Measurement
 from kapmonitor.session import Session, Sink
@@ -422,6 +423,19 @@ class _Observed:
             raise
 
 
+class _ErrorLog(logging.Handler):
+    """Keeps the ERROR records (logged exceptions) of the loggers it is added to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        self.records.append(record)
+
+
 class _StaticPeripheral:
     """A connected device's readable characteristics, for DeviceLink._read_static (no radio needed)."""
 
@@ -452,15 +466,26 @@ def fuzz_target(target: Target, count: int, seed: int, sink: Sink | None = None)
     """Send `count` seeded bad packets to one parser through the link into a real Session."""
     result = Result(target.name, seed)
     clock = FakeClock()
-    session = Session(clock, sink)
+    # the values a parser lets through go on into the alarm engine, as in the app
+    session = Session(clock, sink, alarms=AlarmEngine(clock, kap_defaults()))
     observed = _Observed(target, result)
     link = _link(target, observed, session, clock)
+    # the link and the session log (and swallow) a failure past the parser: those are crashes too
+    errors = _ErrorLog()
+    watched = [logging.getLogger(name) for name in ("devices._ble.link", "kapmonitor.session")]
+    for logger in watched:
+        logger.addHandler(errors)
     started = SystemClock().monotonic()
-    if target.path == "notify":
-        _fuzz_notify(target, link, observed, result, clock, count=count, seed=seed)
-    else:
-        asyncio.run(_fuzz_static(target, link, result, clock, count=count, seed=seed))
+    try:
+        if target.path == "notify":
+            _fuzz_notify(target, link, observed, result, clock, count=count, seed=seed)
+        else:
+            asyncio.run(_fuzz_static(target, link, result, clock, count=count, seed=seed))
+    finally:
+        for logger in watched:
+            logger.removeHandler(errors)
     result.seconds = SystemClock().monotonic() - started
+    result.crashes += [Crash(b"", f"logged: {r.getMessage()} {r.exc_text or ''}") for r in errors.records]
     result.counted_link = link.malformed
     result.counted_session = session.devices[DEVICE].counters.malformed
     return result
@@ -486,8 +511,12 @@ def _fuzz_notify(
             result.refused += 1
             result.valid_refused.append(raw)
     fuzz_decoder = target.make_decoder()
-    for raw, known_bad in packets(target, count, seed):
+    session = link._sink
+    assert isinstance(session, Session)
+    for i, (raw, known_bad) in enumerate(packets(target, count, seed)):
         clock.advance(0.04)
+        if i % 25 == 0:  # the app ticks a few times a second: alarm delays, staleness, flushes
+            session.tick()
         if known_bad and target.stateful:
             observed.decoder = target.make_decoder()
         else:
