@@ -290,13 +290,16 @@ class ReplayTimeline(QWidget):
         top, bottom = self._lane(1)
         plot_bottom = self.height() - AXIS
         p.setFont(style.font(12))
+        ends = [-1e9, -1e9, -1e9]  # where the labels on each line end (a line lower if one is taken)
         for m in self.replay.markers_of([MarkerKind.PHASE]):
             x = self.x_of(m.position)
             p.setPen(QPen(QColor(PHASE_COLOUR), 1, Qt.PenStyle.DashLine))
             p.drawLine(QPointF(x, top), QPointF(x, plot_bottom))
             name = m.text.split("→")[-1].split("(")[0].strip()
+            row = next((k for k, end in enumerate(ends) if x + 3 > end), 0)
+            ends[row] = x + 3 + p.fontMetrics().horizontalAdvance(name) + 4
             p.setPen(QColor(PHASE_COLOUR))
-            p.drawText(QRectF(x + 3, bottom - 14, 140, 14), Qt.AlignmentFlag.AlignLeft, name)
+            p.drawText(QRectF(x + 3, bottom - 14 + row * 14, 140, 14), Qt.AlignmentFlag.AlignLeft, name)
             self._hits.append(Hit(x, top, plot_bottom, m))
 
     def _draw_events(self, p: QPainter) -> None:
