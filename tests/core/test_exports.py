@@ -298,3 +298,44 @@ def test_a_csv_export_into_a_folder_with_its_files_writes_nothing(
         export_csv(db, recorded.session_id, folder)
     assert sorted(p.name for p in folder.iterdir()) == ["markers.csv"]  # no partial export next to it
     assert (folder / "markers.csv").read_text() == "mine\n"
+
+
+def test_review_entries_are_in_the_csv_and_edf_exports(
+    db: Database, recorded: RecordedSession, tmp_path: Path
+) -> None:
+    from kapmonitor.clock import FakeClock
+    from kapmonitor.storage.review import ReviewLog, Verdict, load_adjudications, load_annotations
+
+    path = tmp_path / "reviewed.sqlite"
+    export_session_file(db, recorded.session_id, path)
+    reviewed = open_database(path)
+    try:
+        log = ReviewLog(reviewed, FakeClock(start_wall=2e9), recorded.session_id)
+        log.annotate("desaturation, chin lift", "Dr Moss", position_s=725.5)
+        log.adjudicate(1, Verdict.FALSE, "probe slipped", "Dr Moss")
+        log.adjudicate(1, Verdict.TRUE, "real, on review", "Dr Lee")
+        export_csv(reviewed, recorded.session_id, tmp_path / "csv")
+        export_edf(reviewed, recorded.session_id, tmp_path / "s.edf")
+        notes = load_annotations(reviewed, recorded.session_id)
+        verdicts = load_adjudications(reviewed, recorded.session_id)
+    finally:
+        reviewed.close()
+    rows = _read(tmp_path / "csv" / "markers.csv")
+    got = [
+        (r["kind"], float(r["t_session_s"]), r["text"])
+        for r in rows
+        if r["kind"] in ("annotation", "adjudication")
+    ]
+    assert got == [
+        ("adjudication", 722.0, f"alarm #1: {verdicts[0].verdict.value} (Dr Moss) probe slipped"),
+        ("adjudication", 722.0, f"alarm #1: {verdicts[1].verdict.value} (Dr Lee) real, on review"),
+        ("annotation", notes[0].position_s, "desaturation, chin lift [Dr Moss]"),
+    ]
+    assert [r["t_utc_iso"] for r in rows if r["kind"] == "annotation"] == [
+        datetime.fromtimestamp(recorded.start_wall + 725.5, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    ]
+    texts = [(a.onset, a.text) for a in edfio.read_edf(tmp_path / "s.edf").annotations]
+    assert (pytest.approx(725.5), "annotation: desaturation, chin lift [Dr Moss]") in texts
+    assert (722.0, "adjudication: alarm #1: true (Dr Lee) real, on review") in texts
