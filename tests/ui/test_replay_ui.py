@@ -559,3 +559,26 @@ def test_seeking_back_shows_that_instant_as_live_not_what_came_after(window: Rep
     window.seek(410.0)  # back before the loss: silent for 10 s, not yet declared
     window.monitor.on_frame()
     assert not tile.is_stale(), tile.quality_text()
+
+
+def test_export_from_the_browser_is_for_the_selected_session(qtbot: QtBot, tmp_path: Path) -> None:
+    path = tmp_path / "many.sqlite"
+    first = build_review_session(path, duration_s=300.0)
+    build_review_session(path, start_wall=START_WALL + 86_400.0, duration_s=300.0)
+    browser = SessionBrowser(path, ReplayLauncher(Reviewer("r")), tz=UTC)
+    qtbot.addWidget(browser)
+    browser.table.selectRow(1)
+    dialog = browser.export_selected()
+    assert dialog is not None
+    qtbot.addWidget(dialog)
+    assert (dialog.db_path, dialog.session_id) == (path, first.session_id)
+    dialog.select_format("session")
+    dialog.path_edit.setText(str(tmp_path / "handover.sqlite"))
+    dialog.start()
+    job = dialog.job
+    assert job is not None
+    qtbot.waitUntil(lambda: job.finished_ok is not None, timeout=60_000)
+    assert job.finished_ok, job.message
+    with sqlite3.connect(tmp_path / "handover.sqlite") as conn:
+        assert [r[0] for r in conn.execute("SELECT id FROM sessions")] == [first.session_id]
+    conn.close()
