@@ -39,6 +39,12 @@ def packet_for(point: VitalsPoint, sample: PlethSample) -> bytes:
     )
 
 
+def notification_for(synth: PlethSynth, point: VitalsPoint) -> bytes:
+    """One notification: the next four pleth samples of `synth` as four packets (0.04 s at 100 Hz)."""
+    samples = synth.next(PACKETS_PER_NOTIFICATION, point.pulse, point.pi)
+    return b"".join(packet_for(point, s) for s in samples)
+
+
 class EmulatedBerryMedOximeter(StreamingOximeter):
     """A BerryMed oximeter on the virtual radio: streams as soon as notifications are on.
 
@@ -84,8 +90,7 @@ class EmulatedBerryMedOximeter(StreamingOximeter):
     async def _send_tick(self, t: float, tick: int, point: VitalsPoint) -> None:
         if not self.connections:
             return
-        samples = self.synth.next(PACKETS_PER_NOTIFICATION, point.pulse, point.pi)
-        await self._notify(b"".join(packet_for(point, s) for s in samples), t)
+        await self._notify(notification_for(self.synth, point), t)
 
 
-__all__ = ["DEFAULT_NAME", "EmulatedBerryMedOximeter", "packet_for"]
+__all__ = ["DEFAULT_NAME", "EmulatedBerryMedOximeter", "notification_for", "packet_for"]

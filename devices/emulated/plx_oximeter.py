@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bumble import gatt
 from bumble.core import UUID
 
@@ -15,6 +17,7 @@ from devices.plx.parser import (
     PlxSupportedFeatures,
     build_plx_continuous,
     build_plx_features,
+    build_plx_spot_check,
 )
 
 # UUIDs (gatt.md, "Pulse Oximeter Service 0x1822")
@@ -42,13 +45,10 @@ SENSOR_STATUS_USED = (
 )
 
 
-def encode_continuous(point: VitalsPoint, *, demonstration: bool = False) -> bytes:
-    """The 0x2A5F bytes for one scenario point (12 bytes: flags, SpO2, PR, status u16, u24, PAI).
-
-    Built with the same encoder the parser tests use (devices.plx.parser.build_plx_continuous);
-    missing values are the SFLOAT NaN code. Sensor off sets device/sensor status bit 11 and
-    measurement status "unavailable" (gatt.md bit numbers).
-    """
+def point_status(
+    point: VitalsPoint, *, demonstration: bool = False
+) -> tuple[MeasurementStatus, DeviceSensorStatus]:
+    """Measurement Status and Device/Sensor Status of one scenario point (gatt.md bit numbers)."""
     status = MeasurementStatus(0)
     sensor = DeviceSensorStatus(0)
     if point.sensor_off:
@@ -63,6 +63,17 @@ def encode_continuous(point: VitalsPoint, *, demonstration: bool = False) -> byt
         sensor |= DeviceSensorStatus.ERRATIC_SIGNAL_DETECTED
     if point.pi is not None and point.pi < LOW_PERFUSION_PI:
         sensor |= DeviceSensorStatus.LOW_PERFUSION_DETECTED
+    return status, sensor
+
+
+def encode_continuous(point: VitalsPoint, *, demonstration: bool = False) -> bytes:
+    """The 0x2A5F bytes for one scenario point (12 bytes: flags, SpO2, PR, status u16, u24, PAI).
+
+    Built with the same encoder the parser tests use (devices.plx.parser.build_plx_continuous);
+    missing values are the SFLOAT NaN code. Sensor off sets device/sensor status bit 11 and
+    measurement status "unavailable" (gatt.md bit numbers).
+    """
+    status, sensor = point_status(point, demonstration=demonstration)
     return build_plx_continuous(
         spo2=point.spo2,
         pulse_rate=point.pulse,
@@ -74,6 +85,25 @@ def encode_continuous(point: VitalsPoint, *, demonstration: bool = False) -> byt
             | PlxContinuousFlags.DEVICE_SENSOR_STATUS
             | PlxContinuousFlags.PULSE_AMPLITUDE_INDEX
         ),
+    )
+
+
+def encode_spot_check(point: VitalsPoint, when: datetime | None = None, *, stored: bool = False) -> bytes:
+    """The 0x2A5E bytes of a spot-check of one scenario point, stamped `when` (the device's clock).
+
+    The same statuses as the continuous measurement; `stored` sets Measurement Status bit 9 (from
+    storage), as records read back through RACP carry it (gatt.md, "RACP").
+    """
+    status, sensor = point_status(point)
+    if stored:
+        status |= MeasurementStatus.DATA_FROM_MEASUREMENT_STORAGE
+    return build_plx_spot_check(
+        spo2=point.spo2,
+        pulse_rate=point.pulse,
+        timestamp=when,
+        measurement_status=int(status),
+        device_sensor_status=int(sensor),
+        pulse_amplitude_index=point.pi,
     )
 
 

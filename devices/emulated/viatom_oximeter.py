@@ -90,6 +90,33 @@ def params_frame(point: VitalsPoint) -> bytes:
     )
 
 
+#: ticks (pleth frames) per parameter frame: one parameter frame per scenario second
+TICKS_PER_PARAMS = round(PLETH_RATE_HZ / PLETH_SAMPLES_PER_FRAME)
+
+
+def tick_frames(synth: PlethSynth, point: VitalsPoint, tick: int, *, params: bool, wave: bool) -> bytes:
+    """The frames one 0.1 s tick adds to the stream: a parameter frame every second, a pleth frame.
+
+    The pleth synthesiser advances whether or not the wave is enabled (the finger keeps pulsing).
+    """
+    samples = synth.next(PLETH_SAMPLES_PER_FRAME, point.pulse, point.pi)
+    out = bytearray()
+    if params and tick % TICKS_PER_PARAMS == 0:
+        out += params_frame(point)
+    if wave:
+        out += build_pleth([s.value for s in samples], [s.beat for s in samples])
+    return bytes(out)
+
+
+def take_chunks(buffer: bytearray, size: int) -> list[bytes]:
+    """Cut whole `size`-byte notifications off the front of `buffer`; the rest waits for more bytes."""
+    chunks: list[bytes] = []
+    while len(buffer) >= size:
+        chunks.append(bytes(buffer[:size]))
+        del buffer[:size]
+    return chunks
+
+
 class EmulatedViatomOximeter(StreamingOximeter):
     """A PC-60FW on the virtual radio: writes of the enable commands start the stream.
 
@@ -158,15 +185,17 @@ class EmulatedViatomOximeter(StreamingOximeter):
             self.params_enabled = self.wave_enabled = False
             self._out.clear()
             return
-        samples = self.synth.next(PLETH_SAMPLES_PER_FRAME, point.pulse, point.pi)
-        if self.params_enabled and tick % round(1.0 / self.tick_s) == 0:
-            self._out += params_frame(point)
-        if self.wave_enabled:
-            self._out += build_pleth([s.value for s in samples], [s.beat for s in samples])
-        while len(self._out) >= self.chunk_size:
-            chunk = bytes(self._out[: self.chunk_size])
-            del self._out[: self.chunk_size]
+        self._out += tick_frames(self.synth, point, tick, params=self.params_enabled, wave=self.wave_enabled)
+        for chunk in take_chunks(self._out, self.chunk_size):
             await self._notify(chunk, t)
 
 
-__all__ = ["DEFAULT_NAME", "EmulatedViatomOximeter", "StreamingOximeter", "battery_level", "params_frame"]
+__all__ = [
+    "DEFAULT_NAME",
+    "EmulatedViatomOximeter",
+    "StreamingOximeter",
+    "battery_level",
+    "params_frame",
+    "take_chunks",
+    "tick_frames",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 import pytest
@@ -19,10 +20,13 @@ from devices.emulated.plx_oximeter import (
     EmulatedPlxOximeter,
     encode_continuous,
     encode_features,
+    encode_spot_check,
 )
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import SCENARIOS, Scenario, VitalsPoint
 from devices.ieee11073 import SFLOAT_NAN, decode_sfloat, sfloat_at
+from devices.plx.parser import parse_plx_spot_check, spot_check_to_numerics
+from kapmonitor.measurements import Quality
 
 SPEED = 20.0  # scenario seconds per wall second: one notification every 50 ms
 ADV_MS = 20.0  # gatt.md: ~20 ms advertising interval in tests
@@ -55,6 +59,21 @@ def test_continuous_layout_of_sensor_off_and_artefact() -> None:
     sensor = int.from_bytes(shaky[7:10], "little")
     assert sensor & (1 << 6) and sensor & (1 << 5)  # erratic signal, low perfusion
     assert struct.unpack_from("<H", shaky, 5)[0] & (1 << 14)  # questionable
+
+
+def test_spot_check_of_a_point_live_and_from_storage() -> None:
+    point = VitalsPoint(95.0, 64.0, 2.1, False, 88, artefact=True)
+    when = datetime(2026, 1, 1, 9, 30, 5, tzinfo=UTC).replace(tzinfo=None)  # the device's naive clock
+    live = parse_plx_spot_check(encode_spot_check(point, when))
+    assert (live.spo2, live.pulse_rate, live.pulse_amplitude_index) == (95.0, 64.0, 2.1)
+    assert live.timestamp == when
+    (value, *_rest) = spot_check_to_numerics(live, device="d", mono=0.0, wall=0.0)
+    assert value.quality & Quality.QUESTIONABLE and not value.quality & Quality.FROM_STORAGE
+    stored = parse_plx_spot_check(encode_spot_check(point, when, stored=True))
+    (value, *_rest) = spot_check_to_numerics(stored, device="d", mono=0.0, wall=0.0)
+    assert value.quality & Quality.FROM_STORAGE  # status bit 9, as RACP uploads carry it
+    off = parse_plx_spot_check(encode_spot_check(VitalsPoint(None, None, None, True, 50)))
+    assert off.spo2 is None and off.pulse_rate is None and off.timestamp is None
 
 
 def test_demonstration_flag_is_optional() -> None:
