@@ -10,7 +10,16 @@ from kapmonitor.measurements import DeviceEvent, DeviceInfo, DeviceState, Malfor
 
 #: Decodes one notification: (bytes, device id, mono, wall) -> measurements; raises the parser's
 #: error when the bytes are malformed (the link catches it, counts and logs the packet).
+#: A stateful decoder (a stream framer) also has `reset()`: the link calls it at each new connection,
+#: so the partial frame a dropped link left behind is never glued to the new connection's bytes.
 Decoder = Callable[[bytes, str, float, float], Sequence[Measurement]]
+
+
+def reset_decoder(decode: Decoder) -> None:
+    """Call the decoder's `reset()` if it has one (stream decoders); stateless ones have nothing to forget."""
+    reset = getattr(decode, "reset", None)
+    if callable(reset):
+        reset()
 
 
 def uuid16(short: int) -> str:
@@ -87,5 +96,6 @@ __all__ = [
     "DeviceSink",
     "DriverSpec",
     "Subscription",
+    "reset_decoder",
     "uuid16",
 ]

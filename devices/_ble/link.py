@@ -4,33 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
-from bleak.exc import BleakError
+from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from devices.battery import ParseError as BatteryParseError
 from devices.battery import parse_battery_level
-from devices.driver import BATTERY_LEVEL, DEVICE_INFO_STRINGS, DeviceSink, DriverSpec, Subscription
+from devices.driver import (
+    BATTERY_LEVEL,
+    DEVICE_INFO_STRINGS,
+    DeviceSink,
+    DriverSpec,
+    Subscription,
+    reset_decoder,
+)
 from kapmonitor.clock import Clock
 from kapmonitor.measurements import DeviceInfo, DeviceState, MalformedPacket, Numeric, Param
 
 log = logging.getLogger(__name__)
 
+#: How often (seconds) the link checks for silence, unless told otherwise.
+WATCHDOG_PERIOD_S = 1.0
 #: A connected device that sends nothing for this long is treated as gone and reconnected: the
 #: link's own disconnect is slow or absent (design.md, "Measured facts"; gatt.md, bumble quirks).
-STALE_AFTER_S = 15.0
+#: A vanished device must be reported within 15 s (alarms.md, "no data from a device for 15 s"):
+#: silence is noticed at most one watchdog period late, so the threshold leaves that period free.
+STALE_AFTER_S = 15.0 - WATCHDOG_PERIOD_S
 #: A bleak backend pair; None in a slot means the platform's own backend (hardware).
 ScannerBackend = type[BaseBleakScanner]
 ClientBackend = type[BaseBleakClient]
 
 #: Reconnection back-off in seconds; the last value repeats.
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+#: ATT errors that mean "pair first": a device that needs it (e.g. the A&D UA-651BLE cuff, gatt.md
+#: "Blood Pressure Service") refuses its data until the link is encrypted.
+NEEDS_PAIRING = frozenset(
+    {
+        BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION,
+        BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION,
+    }
+)
 
 
 class DeviceLink:
@@ -58,7 +78,7 @@ class DeviceLink:
         connect_timeout_s: float = 10.0,
         stale_after_s: float = STALE_AFTER_S,
         backoff_s: Sequence[float] = BACKOFF_S,
-        watchdog_period_s: float = 1.0,
+        watchdog_period_s: float = WATCHDOG_PERIOD_S,
     ) -> None:
         self.specs: tuple[DriverSpec, ...] = (specs,) if isinstance(specs, DriverSpec) else tuple(specs)
         if not self.specs:
@@ -88,6 +108,9 @@ class DeviceLink:
         self.malformed = 0
         self.packets = 0
         self.device_information: dict[str, str] = {}
+        #: pairings this link started (a device that refused data until the link was encrypted)
+        self.pairings = 0
+        self._paired = False
         self._unavailable_logged = False
         self.rssi: int | None = None
 
@@ -199,6 +222,7 @@ class DeviceLink:
                     log.exception("could not remember the device of role %s", self.role)
         got_data = False
         reason = "disconnected"
+        self._paired = False
         try:
             await self._read_static(client)
             self._last_data_mono = self._clock.monotonic()
@@ -206,9 +230,15 @@ class DeviceLink:
             for sub in self.spec.subscriptions:
                 if sub.optional and client.services.get_characteristic(sub.characteristic) is None:
                     continue
-                await client.start_notify(sub.characteristic, self._callback(sub))
+                reset_decoder(sub.decode)  # a new connection starts a new byte stream
+                callback = self._callback(sub)
+                await self._secured(
+                    client, functools.partial(client.start_notify, sub.characteristic, callback)
+                )
             for char, payload in self.spec.start_commands:
-                await client.write_gatt_char(char, payload, response=False)
+                await self._secured(
+                    client, functools.partial(client.write_gatt_char, char, payload, response=False)
+                )
             self._report(DeviceState.CONNECTED, self._describe())
             reason = await self._watch(gone)
             got_data = self.packets > packets_before
@@ -242,6 +272,26 @@ class DeviceLink:
                 return f"no data for {now - last:.0f} s; reconnecting"
             del done
 
+    async def _secured[T](self, client: BleakClient, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run a GATT operation; if the device refuses it until paired, pair (once) and run it again.
+
+        Pairing is "just works" where the platform allows it; a platform that pairs by itself on
+        such an error (CoreBluetooth prompts the user) or cannot pair from code lets the error through.
+        """
+        try:
+            return await operation()
+        except BleakGATTProtocolError as exc:
+            if exc.code not in NEEDS_PAIRING or self._paired:
+                raise
+            log.info("%s: %s until paired; pairing", self.device_id, exc)
+        try:
+            await client.pair()
+        except NotImplementedError as exc:
+            raise BleakError(f"{self.device_name} needs pairing, which this platform does not offer") from exc
+        self._paired = True
+        self.pairings += 1
+        return await operation()
+
     async def _read_static(self, client: BleakClient) -> None:
         """Battery level and Device Information strings, when the device has them."""
         services = client.services
@@ -250,14 +300,14 @@ class DeviceLink:
             if services.get_characteristic(uuid) is None:
                 continue
             try:
-                raw = await client.read_gatt_char(uuid)
+                raw = await self._secured(client, functools.partial(client.read_gatt_char, uuid))
                 info[key] = bytes(raw).decode("utf-8", errors="replace").strip("\x00 ")
             except (BleakError, TimeoutError) as exc:
                 log.info("%s: could not read %s: %s", self.device_id, key, exc)
         self.device_information = info
         if services.get_characteristic(BATTERY_LEVEL) is not None:
             try:
-                level_bytes = bytes(await client.read_gatt_char(BATTERY_LEVEL))
+                level_bytes = bytes(await self._secured(client, lambda: client.read_gatt_char(BATTERY_LEVEL)))
             except (BleakError, TimeoutError) as exc:
                 log.info("%s: could not read the battery level: %s", self.device_id, exc)
                 return

@@ -267,6 +267,13 @@ class BerryMedDecoder:
     def __post_init__(self) -> None:
         self.clock = SampleClock(self.pleth_rate_hz)
 
+    def reset(self) -> None:
+        """Forget the stream (partial packet, decimation, sample clock): called at each new connection."""
+        self.framer = PacketFramer()
+        self.clock = SampleClock(self.pleth_rate_hz)
+        self._since = 0
+        self._last_state = None
+
     def __call__(self, data: bytes, device: str, mono: float, wall: float) -> Sequence[Measurement]:
         packets = self.framer.feed(data)
         out: list[Measurement] = []

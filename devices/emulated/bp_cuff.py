@@ -128,6 +128,10 @@ class EmulatedBPCuff(EmulatedPeripheral):
     connected, or connected but not subscribed) is kept in memory (up to `memory` readings) and
     indicated, oldest first, as soon as a central subscribes, as real cuffs do (gatt.md).
 
+    Its Battery Level (read-only) starts at `battery` and follows the scenario's battery down at
+    each measurement (the `low_battery` scenario). With `requires_pairing` a central must pair
+    before it may subscribe (as with the A&D UA-651BLE, gatt.md).
+
     The cuff's clock: scenario time t is UTC wall time `epoch + t` (`wall_at`); the cuff shows that
     as local time in `tz`, off by `clock_offset_s` (a cuff's hand-set clock is rarely exact).
     The presence lifecycle (start/stop/vanish/come_back/go_away) is devices.emulated.peripheral's.
@@ -161,6 +165,7 @@ class EmulatedBPCuff(EmulatedPeripheral):
         serial: str = "EMU-BP-0001",
         firmware: str = "0.1.0",
         history: int = 1000,
+        requires_pairing: bool = False,
     ) -> None:
         if interval_min is not None and interval_min <= 0:
             raise ValueError("interval_min must be positive")
@@ -176,6 +181,7 @@ class EmulatedBPCuff(EmulatedPeripheral):
             serial=serial,
             firmware=firmware,
             battery=battery,
+            requires_pairing=requires_pairing,
         )
         self.epoch = epoch
         self.tz = tz
@@ -251,6 +257,8 @@ class EmulatedBPCuff(EmulatedPeripheral):
         async with self._measure_lock:
             started = self.scenario_time
             point = self.scenario.at(started)
+            # a cuff's battery drains with use: it follows the scenario's (never rising on its own)
+            self._battery = min(self._battery, point.battery)
             for pressure in cuff_pressures(point, self.cycle_steps):
                 await self._send_intermediate(encode_intermediate(pressure, kpa=self.kpa), self.scenario_time)
                 await asyncio.sleep(self.cycle_step_s / self.speed)

@@ -42,6 +42,7 @@ class PeripheralOptions(TypedDict, total=False):
     firmware: str
     silent_vanish: bool
     battery: int
+    requires_pairing: bool
 
 
 class EmulatedPeripheral:
@@ -77,6 +78,7 @@ class EmulatedPeripheral:
         firmware: str = "0.1.0",
         silent_vanish: bool = False,
         battery: int = 100,
+        requires_pairing: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -90,6 +92,9 @@ class EmulatedPeripheral:
         self.serial = serial
         self.firmware = firmware
         self.silent_vanish = silent_vanish
+        #: subscribing (writing a CCCD) needs an encrypted link: the central must pair first, as
+        #: with cuffs like the A&D UA-651BLE (gatt.md, "Blood Pressure Service")
+        self.requires_pairing = requires_pairing
         self._address = (
             address.upper() if address else str(radio.allocate_address("peripheral")).split("/")[0]
         )
@@ -305,6 +310,14 @@ class EmulatedPeripheral:
 
     def _build_gatt(self, device: Device) -> None:
         services = self._gatt_services()
+        if self.requires_pairing:
+            for service in services:
+                for characteristic in service.characteristics:
+                    if characteristic.properties & SUBSCRIBABLE:
+                        characteristic.descriptors = [
+                            *characteristic.descriptors,
+                            encrypted_cccd(device, characteristic),
+                        ]
         if self.standard_services:
             properties = gatt.Characteristic.Properties.READ
             if self.battery_notifies:
@@ -422,6 +435,23 @@ class TickingPeripheral(EmulatedPeripheral):
             return
         self.sent.append((t, value))
         self.notifications_sent += await self._notify_subscribers(characteristic, value)
+
+
+SUBSCRIBABLE = gatt.Characteristic.Properties.NOTIFY | gatt.Characteristic.Properties.INDICATE
+
+
+def encrypted_cccd(device: Device, characteristic: gatt.Characteristic[bytes]) -> gatt.Descriptor:
+    """The CCCD bumble would add for `characteristic`, except that writing it needs encryption.
+
+    bumble adds a CCCD only when the characteristic has none; this one keeps bumble's own
+    subscription bookkeeping (gatt_server.subscribers, the subscription event) and makes an
+    unpaired central's subscribe fail with "Insufficient Encryption", as a bonded-only device does.
+    """
+    return gatt.Descriptor(
+        gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
+        gatt.Descriptor.READABLE | gatt.Descriptor.WRITEABLE | gatt.Descriptor.WRITE_REQUIRES_ENCRYPTION,
+        device.gatt_server.make_descriptor_value(characteristic),
+    )
 
 
 def cccd_bit(

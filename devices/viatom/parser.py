@@ -405,6 +405,11 @@ class ViatomDecoder:
     def __post_init__(self) -> None:
         self.clock = SampleClock(self.pleth_rate_hz)
 
+    def reset(self) -> None:
+        """Forget the stream: a new connection must not glue its bytes to the last one's partial frame."""
+        self.framer = StreamFramer(trusted=is_stream_frame)
+        self.clock = SampleClock(self.pleth_rate_hz)
+
     def __call__(self, data: bytes, device: str, mono: float, wall: float) -> Sequence[Measurement]:
         frames = self.framer.feed(data)
         bad = list(self.framer.bad)

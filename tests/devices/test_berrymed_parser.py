@@ -234,3 +234,15 @@ def test_every_example_on_the_page_decodes_as_documented() -> None:
         for param, text in ((Param.SPO2, spo2_text), (Param.PULSE_RATE, pr_text)):
             expected = None if text.strip() == "None" else float(text)
             assert n[param].value == expected, (hex_bytes, param)
+
+
+def test_reset_forgets_the_partial_packet_of_the_last_connection() -> None:
+    decoder = BerryMedDecoder()
+    assert decoder(NORMAL[:3], "d", 0.0, 0.0) == []  # a link drops mid-packet
+    decoder.reset()  # the link's next connection
+    out = decoder(NORMAL, "d", 1.0, 1.0)  # no MalformedPacketsError: nothing old glued on
+    assert [m.value for m in out if isinstance(m, Numeric)] == [97.0, 72.0]  # numerics at once again
+    glued = BerryMedDecoder()
+    glued(NORMAL[:3], "d", 0.0, 0.0)
+    with pytest.raises(ParseError):  # without the reset the stale bytes are a malformed run
+        glued(NORMAL, "d", 1.0, 1.0)

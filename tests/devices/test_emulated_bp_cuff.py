@@ -15,6 +15,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from devices._ble.bumble_backend import bumble_backends
 from devices.bp.driver import bp_spec
@@ -381,3 +382,49 @@ async def test_stop_leaves_the_radio(radio: VirtualRadio, make: Make) -> None:
     await cuff.stop()
     assert len(radio.devices) == before
     assert not cuff.running
+
+
+def subscribed(cuff: EmulatedBPCuff) -> bool:
+    return cuff.subscribed  # read afresh (a property changes under the test's feet)
+
+
+@pytest.mark.asyncio
+async def test_a_cuff_that_requires_pairing_refuses_subscriptions_until_paired(
+    radio: VirtualRadio, make: Make
+) -> None:
+    cuff = make(SCENARIOS["normal"](1), requires_pairing=True)
+    await cuff.start()
+    client = await connected_client(radio)
+    try:
+        queue: Packets = asyncio.Queue()
+        for characteristic in (BP_MEASUREMENT, CUFF_PRESSURE):
+            with pytest.raises(BleakGATTProtocolError) as refused:
+                await client.start_notify(characteristic, collector(queue, characteristic))
+            assert refused.value.code == BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION
+        assert not subscribed(cuff)
+        assert await client.read_gatt_char("2a49") == encode_feature()  # reads stay open
+        await client.pair()
+        (connection,) = cuff.connections
+        assert connection.is_encrypted
+        queue = await subscribe_both(client)
+        assert cuff.subscribed
+        (pressures, received), sent = await asyncio.gather(until_reading(queue), cuff.measure())
+        assert received == sent and len(pressures) == cuff.cycle_steps
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_cuff_battery_follows_the_low_battery_scenario(radio: VirtualRadio, make: Make) -> None:
+    scenario = SCENARIOS["low_battery"](2)
+    cuff = make(scenario, battery=80)
+    await cuff.start()
+    client = await connected_client(radio)
+    try:
+        assert await client.read_gatt_char("2a19") == bytes([80])
+        await cuff.measure()
+        level = (await client.read_gatt_char("2a19"))[0]
+        assert level == scenario.at(cuff.readings[-1].started).battery
+        assert level < 15  # the scenario's drained battery, not the constant it started with
+    finally:
+        await client.disconnect()

@@ -400,3 +400,16 @@ def test_no_known_frame_after_header_like_garbage_is_lost(
     for chunk in _chunked(stream, cuts):
         got += [f.raw for f in framer.feed(chunk) if is_stream_frame(f.token, f.type)]
     assert got == [f for _, f in parts]
+
+
+def test_reset_forgets_the_partial_frame_of_the_last_connection() -> None:
+    decoder = ViatomDecoder()
+    assert decoder(PLETH_5[:7], "d", 0.0, 0.0) == []  # a link drops mid-frame
+    decoder.reset()  # the link's next connection
+    out = decoder(PLETH_5, "d", 1.0, 1.0)  # no MalformedFramesError: nothing old glued on
+    (wave,) = out
+    assert isinstance(wave, Waveform) and wave.samples == (10, 20, 30, 40, 50)
+    glued = ViatomDecoder()
+    glued(PLETH_5[:7], "d", 0.0, 0.0)
+    with pytest.raises(MalformedFramesError):  # what happens without the reset
+        glued(PLETH_5 + PLETH_5, "d", 1.0, 1.0)

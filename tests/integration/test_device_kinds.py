@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pytest
 import pytest_asyncio
 import tzlocal
 
 from devices._ble.bumble_backend import bumble_backends
-from devices._ble.link import DeviceLink
+from devices._ble.link import STALE_AFTER_S, WATCHDOG_PERIOD_S, DeviceLink
 from devices.bp.parser import parse_bp_measurement
 from devices.emulated.berrymed_oximeter import EmulatedBerryMedOximeter
 from devices.emulated.bp_cuff import EmulatedBPCuff
@@ -130,6 +131,56 @@ async def console(tmp_path: Path, role: str, emulator: Emulator, clock: JumpCloc
         link.stop()
         await asyncio.wait_for(task, WAIT_S)
         await emulator.stop()
+        if recorder.session_id is not None:
+            recorder.end_session()
+        db.close()
+
+
+@dataclass
+class Bedside(Rig):
+    """Several roles on one session, as the app runs them (one DeviceLink per role)."""
+
+    links: dict[str, DeviceLink] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def bedside(
+    tmp_path: Path, emulators: dict[str, Emulator], clock: JumpClock, *, at_s: float = 0.0
+) -> AsyncIterator[Bedside]:
+    """One recording session with a DeviceLink per role (default watchdog threshold), all at once.
+
+    The link watchdog looks every 0.1 wall s, i.e. every scenario second at SPEED 10: the
+    default period (1 s) of a console running in real time.
+    """
+    for emulator in emulators.values():
+        await emulator.start(at_s)
+    db = open_database(tmp_path / "kap.sqlite")
+    recorder = Recorder(db, clock)
+    recorder.begin_session(kind="demo")
+    session = Session(clock, recorder)
+    scanner, client = bumble_backends(next(iter(emulators.values())).radio)
+    links = {
+        role: DeviceLink(
+            specs_for_role(role),
+            session,
+            clock,
+            scanner_backend=scanner,
+            client_backend=client,
+            role=role,
+            backoff_s=(0.1,),
+            watchdog_period_s=WATCHDOG_PERIOD_S / SPEED,
+        )
+        for role in emulators
+    }
+    tasks = [asyncio.create_task(link.run()) for link in links.values()]
+    try:
+        yield Bedside(clock, session, recorder, links[next(iter(links))], links)
+    finally:
+        for link in links.values():
+            link.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
+        for emulator in emulators.values():
+            await emulator.stop()
         if recorder.session_id is not None:
             recorder.end_session()
         db.close()
@@ -315,3 +366,147 @@ async def test_injected_malformed_packets_are_counted_recorded_and_good_values_f
         # the same seed gives the same packets
         again = MalformedInjector(oximeter, seed=4, structured=PLX_STRUCTURED, keep=plx_is_malformed)
         assert [again.next_packet() for _ in injected] == injected
+
+
+# ----------------------------------------------------------------------------------------- pairing
+
+
+@pytest.mark.asyncio
+async def test_a_cuff_that_needs_pairing_is_paired_and_its_readings_recorded(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    clock = scaled_clock()
+    cuff = EmulatedBPCuff(
+        radio,
+        SCENARIOS["normal"](6),
+        speed=SPEED,
+        epoch=clock.wall(),
+        tz=tzlocal.get_localzone(),
+        cycle_step_s=1.0,
+        advertising_interval_ms=ADV_MS,
+        requires_pairing=True,  # subscribing needs an encrypted link (gatt.md: A&D UA-651BLE)
+    )
+    async with console(tmp_path, BP_CUFF, cuff, clock) as rig:
+        await rig.until(lambda: rig.state(cuff.address) is DeviceState.CONNECTED)
+        assert rig.link.pairings == 1 and rig.link.connections == 1
+        (connection,) = cuff.connections
+        assert connection.is_encrypted and cuff.subscribed
+        await cuff.measure()
+        await rig.until(lambda: len(rig.session.bp_readings) == 1)
+        rows = queries.blood_pressure(rig.recorder.db, rig.sid)
+        point = cuff.scenario.at(cuff.readings[0].started)
+        assert [(r.systolic, r.diastolic, r.stored) for r in rows] == [
+            (point.systolic, point.diastolic, False)
+        ]
+
+
+# ------------------------------------------------------------ three at once, disconnect and return
+
+
+def _events(rig: Rig, address: str) -> list[tuple[float, str | None, str]]:
+    return [
+        (e.mono, e.state, e.detail)
+        for e in queries.device_events(rig.recorder.db, rig.sid)
+        if e.device == address
+    ]
+
+
+@pytest.mark.asyncio
+async def test_three_devices_at_once_then_disconnect_and_return_with_the_gap_marked(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    """Oximeter (pleth) + BP cuff + HR strap connected together; the wearables leave range 60-90 s.
+
+    The oximeter disconnects as it goes; the strap just falls silent (no disconnect event), so only
+    the watchdog can tell. Both come back by themselves, the links reconnect, and the one session
+    record goes on with the gap between "lost" and "connected" and no samples inside it.
+    """
+    clock = scaled_clock()
+    scenario = SCENARIOS["disconnect_return"](12)
+    oximeter = EmulatedViatomOximeter(radio, scenario, speed=SPEED, advertising_interval_ms=ADV_MS)
+    cuff = EmulatedBPCuff(
+        radio,
+        scenario,
+        speed=SPEED,
+        epoch=clock.wall(),
+        tz=tzlocal.get_localzone(),
+        cycle_step_s=1.0,
+        advertising_interval_ms=ADV_MS,
+    )
+    strap = EmulatedHeartRateStrap(
+        radio, scenario, speed=SPEED, advertising_interval_ms=ADV_MS, silent_vanish=True
+    )
+    emulators: dict[str, Emulator] = {OXIMETER: oximeter, BP_CUFF: cuff, HR_STRAP: strap}
+    addresses = [oximeter.address, cuff.address, strap.address]
+    # start at scenario 40 s: 2 s of wall time before the wearables leave range
+    async with bedside(tmp_path, emulators, clock, at_s=40.0) as rig:
+        await rig.until(lambda: all(rig.state(a) is DeviceState.CONNECTED for a in addresses))
+        # all three connected at the same time, each by its own link, each to its own device
+        assert {role: link.device_id for role, link in rig.links.items()} == dict(
+            zip((OXIMETER, BP_CUFF, HR_STRAP), addresses, strict=True)
+        )
+        assert cuff.subscribed and oximeter.wave_enabled and strap.connections
+        await cuff.measure()
+        await rig.until(lambda: len(rig.session.bp_readings) == 1)
+        await rig.until(lambda: rig.count(Param.SPO2) >= 1 and rig.count(Param.HEART_RATE) >= 1)
+
+        # out of range: the wearables go (their "lost" events are checked below), the cuff stays
+        await rig.until(lambda: rig.state(oximeter.address) is not DeviceState.CONNECTED)
+        await rig.until(lambda: rig.state(strap.address) is not DeviceState.CONNECTED)
+        assert rig.state(cuff.address) is DeviceState.CONNECTED
+        # ... and come back on their own: each link reconnects to the same device
+        await rig.until(
+            lambda: (
+                rig.links[OXIMETER].connections == 2
+                and rig.links[HR_STRAP].connections == 2
+                and rig.state(oximeter.address) is DeviceState.CONNECTED
+                and rig.state(strap.address) is DeviceState.CONNECTED
+            ),
+            timeout=15.0,
+        )
+        spo2_back, hr_back = rig.count(Param.SPO2), rig.count(Param.HEART_RATE)
+        await rig.until(
+            lambda: rig.count(Param.SPO2) >= spo2_back + 3 and rig.count(Param.HEART_RATE) >= hr_back + 3
+        )
+        assert rig.links[BP_CUFF].connections == 1
+        # the new connection's stream is not glued to the partial frame the old one left behind
+        assert all(rig.session.devices[a].counters.malformed == 0 for a in addresses)
+
+        sid = rig.sid
+        for address, param, how in (
+            (oximeter.address, Param.SPO2, "link lost (disconnected)"),
+            (strap.address, Param.HEART_RATE, "no data for"),
+        ):
+            events = _events(rig, address)
+            states = [state for _m, state, _d in events if state is not None]
+            assert states[:2] == ["connecting", "connected"]
+            lost_at = states.index("lost")
+            assert "connected" in states[lost_at:], states  # reconnected in the same session
+            lost_mono, _s, detail = next(e for e in events if e[1] == "lost")
+            assert detail.startswith(how), detail
+            back_mono = next(m for m, state, _d in events if state == "connected" and m > lost_mono)
+            mono, _wall, _values = queries.numerics(rig.recorder.db, sid, param)
+            before = mono[mono <= lost_mono]
+            after = mono[mono >= back_mono]
+            # the record goes on: samples before and after the gap, none inside it
+            assert before.size >= 1 and after.size >= 3
+            assert before.size + after.size == mono.size
+            # out of range for 30 scenario seconds: the gap is at least that long
+            assert back_mono - lost_mono >= 20.0
+            # and the live trend is broken (a NaN) where the gap is, so no line bridges it
+            _t, trend = rig.session.trends[param].arrays()
+            assert np.isnan(trend).any()
+            if address == strap.address:
+                # no disconnect event: the watchdog reported the silent strap within 15 s of its last
+                # sample (alarms.md), and not before the threshold
+                assert STALE_AFTER_S <= lost_mono - float(before[-1]) <= 15.0 + 0.5
+        # the pleth too: recorded before and after, nothing inside the oximeter's gap
+        ox_events = _events(rig, oximeter.address)
+        lost_mono = next(m for m, state, _d in ox_events if state == "lost")
+        back_mono = next(m for m, state, _d in ox_events if state == "connected" and m > lost_mono)
+        t, _v = queries.waveform(rig.recorder.db, sid, "pleth")
+        assert (t <= lost_mono).any() and (t >= back_mono).any()
+        assert not ((t > lost_mono + 0.5) & (t < back_mono - 0.5)).any()
+        # the cuff reading is there once, and every device is in the one session's device list
+        assert len(queries.blood_pressure(rig.recorder.db, sid)) == 1
+        assert {d.device for d in queries.session_devices(rig.recorder.db, sid)} >= set(addresses)
