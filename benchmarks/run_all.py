@@ -14,6 +14,8 @@ RUNS: list[list[str]] = [
     ["bench_replay.py"],
     ["bench_screen.py"],
     ["bench_alarm.py"],
+    ["bench_parsers.py"],
+    ["bench_devices.py", "--speed", "10", "--minutes", "20"],
 ]
 
 
