@@ -357,6 +357,40 @@ def m0005_review(db: Database) -> None:
     _run(db, _SCHEMA_5, 5)
 
 
+#: Every append-only table (design.md, "Storage") and the unique key, besides the rowid, an insert
+#: could collide on.
+_APPEND_ONLY_KEYS: dict[str, str | None] = {
+    "audit": None,
+    "observations": "session_id, seq",
+    "phase_changes": "session_id, seq",
+    "decisions": "session_id, seq",
+    "alarm_events": "session_id, seq",
+    "annotations": "session_id, seq",
+    "alarm_adjudications": "session_id, seq",
+}
+
+
+def _no_replace(table: str, key: str | None) -> str:
+    # INSERT OR REPLACE (and REPLACE INTO) deletes the colliding row without firing DELETE
+    # triggers unless recursive_triggers is on, which a raw connection need not set. Refuse every
+    # insert that would collide instead: a plain INSERT would fail on the constraint anyway.
+    collide = "rowid = NEW.rowid"
+    if key is not None:
+        cols = [c.strip() for c in key.split(",")]
+        collide += " OR (" + " AND ".join(f"{c} IS NEW.{c}" for c in cols) + ")"
+    return (
+        f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} "
+        f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {collide}) "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: an insert over an existing row refused'); END"
+    )
+
+
+@_migration("0006_append_only_replace")
+def m0006_append_only_replace(db: Database) -> None:
+    """Append-only tables refuse INSERT OR REPLACE over an existing row (found by the tamper suite)."""
+    _run(db, [_no_replace(t, k) for t, k in _APPEND_ONLY_KEYS.items()], 6)
+
+
 def migration_names() -> list[str]:
     """The names of all migrations this version knows, in number order."""
     return list(_names)

@@ -144,14 +144,9 @@ def test_upsert_refused(raw: sqlite3.Connection, table: str) -> None:
     assert _dump(raw) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: REPLACE deletes the old row without firing DELETE triggers (SQLite runs them "
-    "only with recursive_triggers on), so INSERT OR REPLACE rewrites an append-only row; needs a "
-    "BEFORE INSERT trigger refusing an existing id or (session_id, seq) - see the issue 7 report",
-)
 @pytest.mark.parametrize("table", APPEND_ONLY)
 def test_replace_refused(raw: sqlite3.Connection, table: str) -> None:
+    """INSERT OR REPLACE would delete the old row without DELETE triggers: migration 0006 refuses it."""
     before = _dump(raw)
     columns = [str(r[1]) for r in raw.execute(f"PRAGMA table_info({table})").fetchall()]
     target = APPEND_ONLY[table]
