@@ -34,6 +34,12 @@ WAVE_CAPACITY = 2000
 #: No data from a connected device for this long is a technical condition ("no data for 15 s",
 #: ../shared/reference/alarms.md, KAP defaults).
 STALE_AFTER_S = 15.0
+#: A change of (wall - monotonic) larger than this between two ticks is a wall-clock step (NTP step,
+#: DST or a manual change); NTP's own slewing moves it by well under a millisecond per second.
+CLOCK_STEP_S = 2.0
+#: The low-priority "Clock problem" technical alarm (reference/alarms.md "Technical alarms") stays
+#: this long after the last step, so that it is seen; records keep their order by seq and mono.
+CLOCK_NOTICE_S = 300.0
 
 
 class Sink(Protocol):
@@ -134,6 +140,8 @@ class Session:
         self._bp_seen: set[tuple[str, float | None, float | None, float | None, float | None]] = set()
         #: Set while the recorder cannot write (shown on screen); None when recording works.
         self.recording_error: str | None = None
+        self._wall_offset = self.started_wall - self.started_mono
+        self._clock_step_mono: float | None = None
 
     # -- listeners -------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -298,8 +306,9 @@ class Session:
 
     # -- time ------------------------------------------------------------------------------
     def tick(self) -> None:
-        """Periodic work: the data-staleness watchdog and the recorder's flush."""
+        """Periodic work: the data-staleness watchdog, wall-clock steps, alarms, the recorder's flush."""
         now = self.clock.monotonic()
+        self._watch_wall_clock(now)
         for device, status in self.devices.items():
             if status.state is not DeviceState.CONNECTED or status.stale or not status.info.streaming:
                 continue
@@ -331,6 +340,28 @@ class Session:
                 if flushed and self.recording_error is not None:
                     self.recording_error = None
                     self._emit(RecordingProblem(ok=True, detail="recording resumed"))
+
+    def _watch_wall_clock(self, now: float) -> None:
+        """Notice a step of the wall clock against the monotonic one: log it, audit it, and show it.
+
+        Ordering and durations use the monotonic clock and are not affected (design.md "Storage");
+        the step is recorded so that a reviewer knows why the wall times of the record jump.
+        """
+        offset = self.clock.wall() - now
+        step = offset - self._wall_offset
+        self._wall_offset = offset
+        if abs(step) >= CLOCK_STEP_S:
+            detail = f"wall clock stepped by {step:+.0f} s (ordering and durations use the monotonic clock)"
+            log.warning("%s", detail)
+            self._clock_step_mono = now
+            if self._sink is not None:
+                self._sink.add_audit("system", "clock_step", detail)
+            if self.alarms is not None:
+                self.alarms.set_technical(TechnicalCondition.CLOCK, "workstation", True, detail)
+        elif self._clock_step_mono is not None and now - self._clock_step_mono >= CLOCK_NOTICE_S:
+            self._clock_step_mono = None
+            if self.alarms is not None:
+                self.alarms.set_technical(TechnicalCondition.CLOCK, "workstation", False)
 
     def _on_alarm_transition(self, transition: Transition) -> None:
         if self._sink is not None:

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from kapmonitor.alarms import Transition
+from kapmonitor.alarms import AlarmEngine, Priority, Transition, kap_defaults
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import (
     BloodPressure,
@@ -19,7 +19,14 @@ from kapmonitor.measurements import (
     Param,
     Waveform,
 )
-from kapmonitor.session import DeviceChanged, NumericsChanged, Session, SessionEvent
+from kapmonitor.session import (
+    CLOCK_NOTICE_S,
+    CLOCK_STEP_S,
+    DeviceChanged,
+    NumericsChanged,
+    Session,
+    SessionEvent,
+)
 
 
 class ListSink:
@@ -285,3 +292,32 @@ def test_a_cuff_is_not_watched_for_silence_and_a_placeholder_is_never_recorded()
     assert session.devices["oximeter:searching"].state is DeviceState.SEARCHING  # shown
     assert [e.device for e in sink.events] == ["CUFF"]  # but not recorded
     assert [d.device for d in sink.devices] == ["CUFF"]
+
+
+def test_a_wall_clock_step_is_logged_audited_and_shown_as_a_low_technical_alarm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    sink = ListSink()
+    engine = AlarmEngine(clock, kap_defaults(), hold_off_s=0)
+    session = Session(clock, sink, alarms=engine)
+    clock.advance(1.0)
+    session.tick()
+    assert not engine.active_alarms()
+    clock.jump_wall(-3600.0)  # an NTP step: the monotonic clock does not move
+    clock.advance(1.0)
+    with caplog.at_level(logging.WARNING):
+        session.tick()
+    assert "wall clock stepped by -3600 s" in caplog.text
+    assert [(who, action) for who, action, _ in sink.audit] == [("system", "clock_step")]
+    (alarm,) = engine.active_alarms()
+    assert alarm.key == "clock@workstation"
+    assert alarm.priority is Priority.LOW
+    # a slew of well under CLOCK_STEP_S per tick is not a step
+    clock.jump_wall(CLOCK_STEP_S / 2)
+    clock.advance(1.0)
+    session.tick()
+    assert len(sink.audit) == 1
+    clock.advance(CLOCK_NOTICE_S)
+    session.tick()
+    assert not engine.active_alarms(), "the notice ends CLOCK_NOTICE_S after the last step"

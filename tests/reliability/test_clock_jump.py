@@ -232,12 +232,6 @@ def test_a_resumed_workflow_keeps_the_dose_clock_after_a_wall_jump(run: Run) -> 
     assert restored.dose_elapsed() == pytest.approx(run.workflow.dose_elapsed())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing: nothing in the core notices a wall-clock step (TechnicalCondition.CLOCK "
-    "'Clock problem' exists but is never raised); Session.tick should compare wall - mono with "
-    "the last tick - see the issue 7 report",
-)
 def test_the_log_shows_the_jump(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         run = record(tmp_path / "kap.sqlite", 3600.0)
