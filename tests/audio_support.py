@@ -147,6 +147,7 @@ class Capture:
     # (arrival time, total samples received so far) per chunk
     arrivals: list[tuple[float, int]] = field(default_factory=list)
     _thread: threading.Thread | None = None
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -162,11 +163,28 @@ class Capture:
     def _read(self, stream: IO[bytes]) -> None:
         fd = stream.fileno()
         while chunk := os.read(fd, 8192):
-            self.data.extend(chunk)
-            self.arrivals.append((now(), len(self.data) // 2))
+            with self._arrived:
+                self.data.extend(chunk)
+                self.arrivals.append((now(), len(self.data) // 2))
+                self._arrived.notify_all()
+        with self._arrived:
+            self._arrived.notify_all()  # the capture ended: nobody waits for more
+
+    def wait_covered(self, t: float, timeout_s: float) -> bool:
+        """Block until a chunk arrived after perf_counter time `t` (the sink has had everything played
+        before t); False after timeout_s. Call it from a worker thread when a loop must keep running."""
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: bool(self.arrivals) and self.arrivals[-1][0] > t, timeout=timeout_s
+            )
 
     def receiving(self) -> bool:
         return bool(self.arrivals)
+
+    def index_at(self, t: float) -> int:
+        """Sample index that reached the monitor at perf_counter time t (inverse of sample_time)."""
+        offset = min(at - n / RATE for at, n in self.arrivals)
+        return max(0, int((t - offset) * RATE))
 
     def stop(self) -> np.ndarray:
         if self.proc is not None:

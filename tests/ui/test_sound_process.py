@@ -1,0 +1,263 @@
+"""Alarm sound in a child process: heard on a PulseAudio null sink, and the console outlives its crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pytestqt.qtbot import QtBot
+
+from tests import audio_support as audio
+from tests.ui.test_alarm_sound import EXPECTED, IN_BURST_TOL_MS, LATENCY_BUDGET_MS
+from ui.sound import BURST_MS, MIN_VOLUME_PERCENT, STALL_MARGIN_MS
+from ui.sound_process import REPLY_TIMEOUT_MS, RESTART_DELAYS_MS, STARTUP_TIMEOUT_MS, ProcessAlarmSound
+
+MakeSound = Callable[[dict[str, str]], ProcessAlarmSound]
+
+# SIGKILL of the child to failed(): QProcess sees the exit at once; 1 s is the brief's bound.
+KILL_TO_FAILED_S = 1.0
+# With no audio device, play() to failed() through the child: the in-process player answers within
+# 0.1 s (test_alarm_sound); the hop adds a pipe write and a line back.
+NO_DEVICE_FAILED_S = 0.2
+# After the PulseAudio server dies mid-alarm the failure shows one of three ways: the child aborts in
+# libpulse (at once), the player sees its output go away (at once), or its stall watchdog fires when the
+# high burst does not finish (2.84 s file + STALL_MARGIN_MS). Allow that plus 1 s.
+SERVER_DEATH_TO_FAILED_MS = 2840 + STALL_MARGIN_MS + 1000
+
+
+@pytest.fixture(scope="module")
+def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[audio.PulseServer]:
+    server = _start_server(tmp_path_factory.mktemp("pulse"))
+    yield server
+    server.stop()
+
+
+def _start_server(root: Path) -> audio.PulseServer:
+    server = audio.PulseServer(root)
+    try:
+        server.start()
+    except audio.AudioSetupError as error:
+        pytest.fail(f"the alarm-sound tests need a PulseAudio null sink and could not start one: {error}")
+    return server
+
+
+def _start_capture(qtbot: QtBot, server: audio.PulseServer) -> audio.Capture:
+    cap = audio.Capture(server)
+    cap.start()
+    qtbot.waitUntil(cap.receiving, timeout=10_000)
+    return cap
+
+
+@pytest.fixture
+def capture(pulse_server: audio.PulseServer, qtbot: QtBot) -> Iterator[audio.Capture]:
+    cap = _start_capture(qtbot, pulse_server)
+    yield cap
+    cap.stop()
+
+
+@pytest.fixture
+def make_sound(qtbot: QtBot) -> Iterator[MakeSound]:
+    """Builds a ProcessAlarmSound whose child uses `env`, and returns it once the child is ready."""
+    made: list[ProcessAlarmSound] = []
+
+    def make(env: dict[str, str]) -> ProcessAlarmSound:
+        sound = ProcessAlarmSound(environment=env)
+        made.append(sound)
+        with qtbot.waitSignal(sound.ready, timeout=STARTUP_TIMEOUT_MS):
+            pass
+        return sound
+
+    yield make
+    for sound in made:
+        sound.close()
+        assert sound.pid() == 0
+
+
+def _failures(sound: ProcessAlarmSound) -> list[tuple[float, str]]:
+    """Every failed() from now on, with its perf_counter time."""
+    seen: list[tuple[float, str]] = []
+    sound.failed.connect(lambda reason: seen.append((audio.now(), reason)))
+    return seen
+
+
+def _covered(cap: audio.Capture, t: float) -> bool:
+    return bool(cap.arrivals) and cap.arrivals[-1][0] > t
+
+
+def _wait_covered(qtbot: QtBot, cap: audio.Capture, t: float) -> None:
+    qtbot.waitUntil(lambda: _covered(cap, t), timeout=2000)
+
+
+def _first_sound_after(cap: audio.Capture, t: float) -> int | None:
+    return audio.first_sound(cap.samples(), cap.index_at(t))
+
+
+def _first_burst(qtbot: QtBot, cap: audio.Capture, t0: float, priority: str) -> list[audio.Pulse]:
+    """Waits until the sink has had the whole burst started after t0; returns its pulses (times from t0)."""
+    end = t0 + (BURST_MS[priority] + 400) / 1000
+    qtbot.waitUntil(lambda: _covered(cap, end), timeout=10_000)
+    samples = cap.samples()[cap.index_at(t0) : cap.index_at(end)]
+    return audio.find_pulses(samples)
+
+
+def _assert_burst(pulses: list[audio.Pulse], priority: str) -> None:
+    onsets, _, _, _ = EXPECTED[priority]
+    assert len(pulses) == len(onsets), [round(p.onset_s * 1000) for p in pulses]
+    first = pulses[0].onset_s
+    assert [(p.onset_s - first) * 1000 for p in pulses] == pytest.approx(onsets, abs=IN_BURST_TOL_MS)
+
+
+@pytest.mark.slow
+def test_high_burst_played_through_the_child_is_heard(
+    qtbot: QtBot, pulse_server: audio.PulseServer, capture: audio.Capture, make_sound: MakeSound
+) -> None:
+    sound = make_sound(pulse_server.env())
+    failures = _failures(sound)
+    with qtbot.waitSignal(sound.sounding_changed, timeout=1000) as blocker:
+        t_play = audio.now()
+        sound.play("high")
+    assert blocker.args == ["high"]
+    pulses = _first_burst(qtbot, capture, t_play, "high")
+    sound.stop()
+    _assert_burst(pulses, "high")
+    # the first pulse reaches the sink within the alarm-signal budget, through the extra process hop
+    assert pulses[0].onset_s * 1000 <= LATENCY_BUDGET_MS
+    assert failures == []
+    assert not sound.is_playing()
+
+
+@pytest.mark.slow
+def test_killing_the_child_raises_failed_then_it_restarts_and_sounds_again(
+    qtbot: QtBot, pulse_server: audio.PulseServer, capture: audio.Capture, make_sound: MakeSound
+) -> None:
+    sound = make_sound(pulse_server.env())
+    sound.play("high")
+    t_play = audio.now()
+    qtbot.waitUntil(lambda: _first_sound_after(capture, t_play) is not None, timeout=2000)
+    pid = sound.pid()
+    assert pid > 0
+    with qtbot.waitSignal(sound.failed, timeout=round(KILL_TO_FAILED_S * 1000)) as failed:
+        t_kill = audio.now()
+        os.kill(pid, signal.SIGKILL)
+    assert audio.now() - t_kill < KILL_TO_FAILED_S
+    assert str(failed.args[0]).startswith("alarm sound process ended: it crashed")
+    # the alarm is still wanted; a new child takes it up after the first back-off step
+    assert sound.is_playing()
+    with qtbot.waitSignal(sound.ready, timeout=RESTART_DELAYS_MS[0] + STARTUP_TIMEOUT_MS):
+        pass
+    assert sound.pid() not in (0, pid)
+    t_ready = audio.now()
+    _assert_burst(_first_burst(qtbot, capture, t_ready, "high"), "high")
+    sound.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(3))
+def test_the_console_outlives_the_audio_server_dying_mid_alarm(
+    qtbot: QtBot, tmp_path: Path, make_sound: MakeSound, trial: int
+) -> None:
+    # In-process, Qt 6.12 aborts the whole process in libpulse here in about 1 of 3 trials
+    # ("Assertion 'c' failed at context.c:1087"); this process (the console) must just get failed().
+    server = _start_server(tmp_path / "pulse")
+    cap = _start_capture(qtbot, server)
+    try:
+        sound = make_sound(server.env())
+        failures = _failures(sound)
+        t_play = audio.now()
+        sound.play("high")
+        qtbot.waitUntil(lambda: _first_sound_after(cap, t_play) is not None, timeout=2000)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=5)
+        t_dead = audio.now()
+        qtbot.waitUntil(lambda: bool(failures), timeout=SERVER_DEATH_TO_FAILED_MS)
+        print(f"trial {trial}: after {1000 * (failures[0][0] - t_dead):.0f} ms: {failures[0][1]}")
+        # still running: the alarm channel keeps working and answers the next alarm with a failure
+        # (no server to play on), promptly, instead of the console having gone
+        if sound.is_playing():
+            sound.stop()
+        qtbot.waitUntil(lambda: sound.pid() > 0, timeout=RESTART_DELAYS_MS[-1] + STARTUP_TIMEOUT_MS)
+        with qtbot.waitSignal(sound.ready, timeout=STARTUP_TIMEOUT_MS, raising=False):
+            pass  # a restarted child may still be starting; already-ready children emit nothing more
+        seen = len(failures)
+        t_again = audio.now()
+        sound.play("medium")
+        qtbot.waitUntil(lambda: len(failures) > seen, timeout=STARTUP_TIMEOUT_MS)
+        assert failures[-1][0] - t_again < STARTUP_TIMEOUT_MS / 1000
+        assert not sound.is_playing() or "process ended" in failures[-1][1]
+    finally:
+        cap.stop()
+        server.stop()
+
+
+def test_without_an_audio_device_failed_comes_promptly(
+    qtbot: QtBot, tmp_path: Path, make_sound: MakeSound
+) -> None:
+    server = audio.PulseServer(tmp_path)  # never started: its socket does not exist
+    sound = make_sound(server.env())
+    failures = _failures(sound)
+    t_play = audio.now()
+    sound.play("high")
+    sound.check_device()
+    qtbot.waitUntil(lambda: bool(failures), timeout=1000)
+    at, reason = failures[0]
+    assert at - t_play < NO_DEVICE_FAILED_S
+    assert "no audio output" in reason
+    assert not sound.is_playing()
+
+
+def test_a_child_that_stops_answering_is_replaced(
+    qtbot: QtBot, tmp_path: Path, make_sound: MakeSound
+) -> None:
+    sound = make_sound(audio.PulseServer(tmp_path).env())
+    pid = sound.pid()
+    os.kill(pid, signal.SIGSTOP)  # hung: alive, but it reads and answers nothing
+    with qtbot.waitSignal(sound.failed, timeout=REPLY_TIMEOUT_MS + 1000) as failed:
+        t_volume = audio.now()
+        assert sound.set_volume(0) == MIN_VOLUME_PERCENT
+    assert audio.now() - t_volume >= REPLY_TIMEOUT_MS / 1000 * 0.9
+    assert failed.args == [
+        f"alarm sound process ended: it did not answer 'volume 20' within {REPLY_TIMEOUT_MS} ms"
+    ]
+    with qtbot.waitSignal(sound.ready, timeout=RESTART_DELAYS_MS[0] + STARTUP_TIMEOUT_MS):
+        pass
+    assert sound.pid() not in (0, pid)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the hung child was killed, not left behind
+
+
+def test_unknown_priority_is_refused_in_the_console(tmp_path: Path, make_sound: MakeSound) -> None:
+    sound = make_sound(audio.PulseServer(tmp_path).env())
+    with pytest.raises(ValueError, match="unknown alarm priority"):
+        sound.play("urgent")
+    assert not sound.is_playing()
+
+
+@pytest.mark.slow
+def test_play_to_sound_latency_through_the_child(
+    qtbot: QtBot, pulse_server: audio.PulseServer, capture: audio.Capture, make_sound: MakeSound
+) -> None:
+    sound = make_sound(pulse_server.env())
+    plays = 20
+    t_plays = []
+    for _ in range(plays):
+        t_play = audio.now()
+        sound.play("high")
+        t_plays.append(t_play)
+        # stop in the gap after the first pulse, as the in-process measurement does
+        _wait_covered(qtbot, capture, t_play + 0.15)
+        sound.stop()
+        _wait_covered(qtbot, capture, audio.now() + 0.15)
+    samples = capture.samples()
+    latencies_ms = []
+    for t_play in t_plays:
+        index = audio.first_sound(samples, capture.index_at(t_play))
+        assert index is not None, "a play() produced no sound"
+        latencies_ms.append((capture.sample_time(index) - t_play) * 1000)
+    p50, p99 = np.percentile(latencies_ms, [50, 99])
+    print(f"play() through the child to the sink, {plays} plays: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    assert p99 <= LATENCY_BUDGET_MS
