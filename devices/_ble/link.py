@@ -293,7 +293,7 @@ class DeviceLink:
         return await operation()
 
     async def _read_static(self, client: BleakClient) -> None:
-        """Battery level and Device Information strings, when the device has them."""
+        """Battery level (then followed, if the device notifies it) and Device Information strings."""
         services = client.services
         info: dict[str, str] = {}
         for key, uuid in DEVICE_INFO_STRINGS.items():
@@ -305,22 +305,44 @@ class DeviceLink:
             except (BleakError, TimeoutError) as exc:
                 log.info("%s: could not read %s: %s", self.device_id, key, exc)
         self.device_information = info
-        if services.get_characteristic(BATTERY_LEVEL) is not None:
+        battery = services.get_characteristic(BATTERY_LEVEL)
+        if battery is None:
+            return
+        try:
+            level_bytes = bytes(
+                await self._secured(client, functools.partial(client.read_gatt_char, BATTERY_LEVEL))
+            )
+        except (BleakError, TimeoutError) as exc:
+            log.info("%s: could not read the battery level: %s", self.device_id, exc)
+            return
+        self._take_battery(level_bytes)
+        if isinstance(battery, BleakGATTCharacteristic) and "notify" in battery.properties:
+            # a wearable that notifies its battery: follow it, so a low battery shows during the
+            # session and not only at the next connection
             try:
-                level_bytes = bytes(await self._secured(client, lambda: client.read_gatt_char(BATTERY_LEVEL)))
+                await self._secured(client, functools.partial(client.start_notify, battery, self._on_battery))
             except (BleakError, TimeoutError) as exc:
-                log.info("%s: could not read the battery level: %s", self.device_id, exc)
-                return
-            mono, wall = self._clock.monotonic(), self._clock.wall()
-            try:
-                level = parse_battery_level(level_bytes)
-            except BatteryParseError as exc:
-                self.malformed += 1
-                self._sink.malformed(
-                    MalformedPacket(self.device_id, "Battery Level 0x2A19", level_bytes, str(exc), mono, wall)
-                )
-                return
-            self._sink.ingest([Numeric(Param.BATTERY, float(level), mono, wall, self.device_id)])
+                log.info("%s: no battery notifications: %s", self.device_id, exc)
+
+    def _on_battery(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
+        # not data for the staleness watchdog: a stream that stopped is stale whatever the battery does
+        try:
+            self._take_battery(bytes(data))
+        except Exception:
+            log.exception("%s: battery notification %s", self.device_id, bytes(data).hex(" "))
+
+    def _take_battery(self, level_bytes: bytes) -> None:
+        """Battery Level bytes → a BATTERY numeric; a malformed value is counted and logged, not shown."""
+        mono, wall = self._clock.monotonic(), self._clock.wall()
+        try:
+            level = parse_battery_level(level_bytes)
+        except BatteryParseError as exc:
+            self.malformed += 1
+            self._sink.malformed(
+                MalformedPacket(self.device_id, "Battery Level 0x2A19", level_bytes, str(exc), mono, wall)
+            )
+            return
+        self._sink.ingest([Numeric(Param.BATTERY, float(level), mono, wall, self.device_id)])
 
     def _describe(self) -> str:
         parts = [self.device_name]

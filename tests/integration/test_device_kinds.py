@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 import tzlocal
+from pytestqt.qtbot import QtBot
 
 from devices._ble.bumble_backend import bumble_backends
 from devices._ble.link import STALE_AFTER_S, WATCHDOG_PERIOD_S, DeviceLink
@@ -30,6 +31,7 @@ from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.measurements import DeviceState, Param
 from kapmonitor.session import Session, SessionEvent
 from kapmonitor.storage import Recorder, open_database, queries
+from ui.main_window import MainWindow
 
 #: scenario seconds per wall second, for the emulators and the console's ScaledClock alike (as the
 #: demo runs: ui/app.py pairs `--speed` with ScaledClock)
@@ -368,6 +370,30 @@ async def test_injected_malformed_packets_are_counted_recorded_and_good_values_f
         assert [again.next_packet() for _ in injected] == injected
 
 
+# ----------------------------------------------------------------------------------------- battery
+
+
+@pytest.mark.asyncio
+async def test_a_notified_battery_level_is_followed_during_the_session(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    speed = 40.0  # low_battery drains 1 % per 40 scenario s: one step per wall second
+    clock = JumpClock(ScaledClock(SystemClock(), speed))
+    scenario = SCENARIOS["low_battery"](2)
+    strap = EmulatedHeartRateStrap(radio, scenario, speed=speed, advertising_interval_ms=ADV_MS)
+    async with console(tmp_path, HR_STRAP, strap, clock) as rig:
+        await rig.until(lambda: rig.state(strap.address) is DeviceState.CONNECTED)
+        first = rig.count(Param.BATTERY)
+        assert first == 1  # read once at connection
+        await rig.until(lambda: rig.count(Param.BATTERY) >= first + 2, timeout=WAIT_S)
+        assert rig.link.connections == 1  # followed on the same connection, not by reconnecting
+        _mono, _wall, levels = queries.numerics(rig.recorder.db, rig.sid, Param.BATTERY)
+        got = levels.tolist()
+        assert len(got) >= 3 and got == sorted(got, reverse=True) and got[-1] < got[0] <= 12.0
+        latest = rig.session.latest[Param.BATTERY]
+        assert latest.device == strap.address and latest.value == got[-1]
+
+
 # ----------------------------------------------------------------------------------------- pairing
 
 
@@ -413,7 +439,7 @@ def _events(rig: Rig, address: str) -> list[tuple[float, str | None, str]]:
 
 @pytest.mark.asyncio
 async def test_three_devices_at_once_then_disconnect_and_return_with_the_gap_marked(
-    radio: VirtualRadio, tmp_path: Path
+    radio: VirtualRadio, tmp_path: Path, qtbot: QtBot
 ) -> None:
     """Oximeter (pleth) + BP cuff + HR strap connected together; the wearables leave range 60-90 s.
 
@@ -446,9 +472,21 @@ async def test_three_devices_at_once_then_disconnect_and_return_with_the_gap_mar
             zip((OXIMETER, BP_CUFF, HR_STRAP), addresses, strict=True)
         )
         assert cuff.subscribed and oximeter.wave_enabled and strap.connections
+        window = MainWindow(rig.session)
+        qtbot.addWidget(window)
         await cuff.measure()
         await rig.until(lambda: len(rig.session.bp_readings) == 1)
         await rig.until(lambda: rig.count(Param.SPO2) >= 1 and rig.count(Param.HEART_RATE) >= 1)
+        # on screen: the oximeter's numerics, the cuff's reading, a line per device, the pleth
+        spo2, reading = rig.session.latest[Param.SPO2].value, rig.session.bp_readings[0]
+        assert spo2 is not None and window.tiles[Param.SPO2].value_text() == f"{spo2:.0f}"
+        assert reading.systolic is not None and reading.diastolic is not None
+        assert window.bp_tile.value_text() == f"{reading.systolic:.0f}/{reading.diastolic:.0f}"
+        rows = window.status_line.row_texts()
+        for name in (oximeter.name, cuff.name, strap.name):
+            assert any(name in row for row in rows), (name, rows)
+        assert len(rig.session.waves["pleth"]) > 0
+        window.shutdown()
 
         # out of range: the wearables go (their "lost" events are checked below), the cuff stays
         await rig.until(lambda: rig.state(oximeter.address) is not DeviceState.CONNECTED)
