@@ -31,6 +31,8 @@ from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.measurements import DeviceState, Param
 from kapmonitor.session import Session, SessionEvent
 from kapmonitor.storage import Recorder, open_database, queries
+from ui.app import parse_args
+from ui.demo import Demo
 from ui.main_window import MainWindow
 
 #: scenario seconds per wall second, for the emulators and the console's ScaledClock alike (as the
@@ -548,3 +550,29 @@ async def test_three_devices_at_once_then_disconnect_and_return_with_the_gap_mar
         # the cuff reading is there once, and every device is in the one session's device list
         assert len(queries.blood_pressure(rig.recorder.db, sid)) == 1
         assert {d.device for d in queries.session_devices(rig.recorder.db, sid)} >= set(addresses)
+
+
+# ------------------------------------------------------------------------------------ --scenario
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_every_scenario_is_selectable_with_the_command_line(name: str) -> None:
+    """`kapmonitor --demo --scenario NAME` runs NAME on every emulated wearable (+ injector if malformed)."""
+    opts = parse_args(
+        ["record", "--demo", "--headless", "--minutes", "1", "--scenario", name, "--speed", "5"]
+    )
+    assert opts.scenario == name and opts.demo
+    demo = Demo(SystemClock(), scenario=opts.scenario, seed=opts.seed, speed=opts.speed)
+    await demo.start()
+    try:
+        devices = [demo.oximeter, demo.cuff, demo.strap]
+        assert all(d is not None and d.scenario.name == name and d.running for d in devices)
+        assert (demo.injector is not None and demo.injector.running) == (name == "malformed")
+    finally:
+        await demo.stop()
+
+
+def test_an_unknown_scenario_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown scenario 'nope'; choose one of: artefact, bradycardia"):
+        Demo(SystemClock(), scenario="nope")
