@@ -16,6 +16,7 @@ from kapmonitor.alarms.model import PARAM_NAMES, SOUNDING_STATES, AlarmState
 from kapmonitor.clock import Clock
 from kapmonitor.measurements import UNITS, Param
 from ui import style
+from ui.sound import DEFAULT_VOLUME_PERCENT, MIN_VOLUME_PERCENT
 
 # -- the visual signal per priority (../shared/reference/alarms.md "Priorities and signals") --------
 #: Background colours: high red, medium yellow, low cyan (technical alarms use the same scheme).
@@ -149,7 +150,10 @@ class AlarmBar(QWidget):
         self._off.setObjectName("alarmOff")
         self._off.setFont(style.font(22, bold=True))
         self._off.setWordWrap(True)
-        for lab in (self._pause, self._off):
+        self._volume_label = QLabel()
+        self._volume_label.setObjectName("alarmVolume")
+        self._volume_label.setFont(style.font(22, bold=True))
+        for lab in (self._pause, self._off, self._volume_label):
             lab.setVisible(False)
 
         # Space and F2: single keys that no observation code uses (the catalogue takes letters and
@@ -177,6 +181,7 @@ class AlarmBar(QWidget):
         status.setSpacing(18)
         status.addWidget(self._pause)
         status.addWidget(self._off)
+        status.addWidget(self._volume_label)
         status.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 8, 16, 8)
@@ -219,6 +224,14 @@ class AlarmBar(QWidget):
         self._audio_failed = failed
         self._audio_detail = detail
         self.refresh()
+
+    def set_volume(self, applied: int, clamped: bool = False) -> None:
+        """The alarm volume now applied (connect the player's volume_changed): below the player's
+        default the bar says so at all times, and at the floor that it cannot go lower (never silent)."""
+        floor = clamped or applied <= MIN_VOLUME_PERCENT
+        text = f"ALARM VOLUME {applied} %" + (" — MINIMUM, NEVER SILENT" if floor else "")
+        self._volume_label.setText(text)
+        self._volume_label.setVisible(applied < DEFAULT_VOLUME_PERCENT)
 
     def notice(self, transition: Transition) -> None:
         """Take an engine transition (the lead forwards AlarmChanged): an alarm-off reminder highlights
@@ -342,6 +355,10 @@ class AlarmBar(QWidget):
         """'ALARMS OFF: SpO2 (reason, by who)' while any parameter is off, '' otherwise."""
         return self._off.text() if self._off.isVisibleTo(self) else ""
 
+    def volume_text(self) -> str:
+        """'ALARM VOLUME 40 %' while the volume is below the default, '' otherwise."""
+        return self._volume_label.text() if self._volume_label.isVisibleTo(self) else ""
+
     def failure_text(self) -> str:
         return self._failure.text() if self._failure.isVisibleTo(self) else ""
 
@@ -357,7 +374,8 @@ class AlarmBar(QWidget):
         css = (
             f"QWidget#alarmBar {{ background: {bg}; border-bottom: 2px solid {style.BORDER}; }}"
             f" QWidget#alarmBar QLabel {{ color: {fg}; background: transparent; }}"
-            f" QWidget#alarmBar QLabel#alarmPause, QWidget#alarmBar QLabel#alarmOff {{"
+            f" QWidget#alarmBar QLabel#alarmPause, QWidget#alarmBar QLabel#alarmOff,"
+            f" QWidget#alarmBar QLabel#alarmVolume {{"
             f" background: {style.BACKGROUND}; color: {style.ATTENTION};"
             f" border: 2px solid {style.ATTENTION}; border-radius: 4px;"
             f" padding: 2px 10px; }}"

@@ -1,4 +1,4 @@
-"""Alarm panels: the alarm history table, the alarm limits dialog and the alarm-off dialog."""
+"""Alarm panels: the alarm history table, the alarm limits, alarm-off and alarm volume dialogs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QSlider,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -28,6 +29,7 @@ from kapmonitor.measurements import Param
 from ui import style
 from ui.alarm_bar import format_value
 from ui.session_dialogs import DIALOG_STYLESHEET
+from ui.sound import MIN_VOLUME_PERCENT
 
 #: Dark tables on the console's theme (the app stylesheet sets light text on every widget).
 TABLE_STYLESHEET = f"""
@@ -331,4 +333,66 @@ class AlarmOffDialog(QDialog):
         self.accept()
 
 
-__all__ = ["HISTORY_COLUMNS", "AlarmHistoryPanel", "AlarmOffDialog", "LimitsDialog"]
+#: The volume slider's step (arrow keys and page keys alike), percent.
+VOLUME_SLIDER_STEP = 10
+
+
+class VolumeDialog(QDialog):
+    """The alarm volume: a slider that stops at the player's floor (an alarm is never silent), and says so.
+
+    `set_volume` is the player's (AlarmSoundPlayer or ProcessAlarmSound): it clamps and emits
+    volume_changed, which the alarm bar shows while the volume is below the default.
+    """
+
+    def __init__(
+        self, current: int, set_volume: Callable[[int], int], *, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Alarm volume")
+        self.setStyleSheet(DIALOG_STYLESHEET)
+        self._set_volume = set_volume
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 100)
+        self.slider.setSingleStep(VOLUME_SLIDER_STEP)
+        self.slider.setPageStep(VOLUME_SLIDER_STEP)
+        self.slider.setTickInterval(VOLUME_SLIDER_STEP)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider.setMinimumWidth(420)
+        self.value_label = QLabel()
+        self.value_label.setFont(style.font(26, bold=True))
+        self.floor_note = QLabel(f"Alarms cannot be silenced: {MIN_VOLUME_PERCENT} % is the lowest volume.")
+        self.floor_note.setWordWrap(True)
+        self.floor_note.setStyleSheet(f"color: {style.ATTENTION}; font-weight: bold;")
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Set volume")
+        buttons.accepted.connect(self.apply)
+        buttons.rejected.connect(self.reject)
+        self.slider.valueChanged.connect(self._on_slider)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Alarm sound volume (← → to change)"))
+        layout.addWidget(self.slider)
+        layout.addWidget(self.value_label)
+        layout.addWidget(self.floor_note)
+        layout.addWidget(buttons)
+        self.slider.setValue(current)
+        self._on_slider(self.slider.value())
+        self.slider.setFocus()
+
+    def value(self) -> int:
+        return self.slider.value()
+
+    def _on_slider(self, value: int) -> None:
+        if value < MIN_VOLUME_PERCENT:
+            self.slider.setValue(MIN_VOLUME_PERCENT)  # the slider stops at the floor
+            return
+        self.value_label.setText(f"{value} %")
+        self.floor_note.setVisible(value <= MIN_VOLUME_PERCENT)
+
+    def apply(self) -> None:
+        self._set_volume(self.slider.value())
+        self.accept()
+
+
+__all__ = ["HISTORY_COLUMNS", "AlarmHistoryPanel", "AlarmOffDialog", "LimitsDialog", "VolumeDialog"]

@@ -16,6 +16,7 @@ from kapmonitor.alarms import (
     AlarmState,
     AuditEntry,
     LimitKind,
+    Preset,
     PresetError,
     Priority,
     Rule,
@@ -23,6 +24,7 @@ from kapmonitor.alarms import (
     Transition,
     TransitionEvent,
     kap_defaults,
+    validate,
 )
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import BloodPressure, BPStatus, DeviceState, Numeric, Param, Quality
@@ -34,10 +36,10 @@ TE = TransitionEvent
 class Rig:
     """An engine on a fake clock with its transitions and audit entries collected."""
 
-    def __init__(self, **kwargs: float) -> None:
+    def __init__(self, preset: Preset | None = None, **kwargs: float) -> None:
         kwargs.setdefault("hold_off_s", 0.0)
         self.clock = FakeClock()
-        self.engine = AlarmEngine(self.clock, **kwargs)  # type: ignore[arg-type]
+        self.engine = AlarmEngine(self.clock, preset, **kwargs)  # type: ignore[arg-type]
         self.events: list[Transition] = []
         self.audit: list[AuditEntry] = []
         self.engine.subscribe(self.events.append)
@@ -131,6 +133,24 @@ BP_HIGH_CASES = [
     ("sys.high.high", 185, 80, "sys.high.medium"),
     ("dia.high.high", 130, 115, "dia.high.medium"),
 ]
+
+
+def test_a_map_rule_acts_on_the_cuffs_mean_pressure() -> None:
+    # alarms.md has no KAP default for MAP; a preset may add one, and it acts on each live reading
+    base = kap_defaults()
+    map_low = Rule("map.low.medium", Param.MAP, LimitKind.BELOW, 65, Priority.MEDIUM, None)
+    preset = Preset("with MAP", (*base.rules, map_low), dict(base.technical))
+    validate(preset)
+    rig = Rig(preset)
+    rig.bp(100, 60)  # mean 73
+    assert rig.live("map.low.medium") is None
+    rig.bp(85, 50)  # mean 62
+    alarm = rig.live("map.low.medium")
+    assert alarm is not None and alarm.priority is Priority.MEDIUM and alarm.trigger_value == 62
+    rig.bp(85, 50, stored=True)  # a stored reading neither raises nor clears
+    assert rig.live("map.low.medium") is alarm
+    rig.bp(100, 60)
+    assert rig.live("map.low.medium") is None  # not latching: cleared by the next normal reading
 
 
 @pytest.mark.parametrize(("rule_id", "sys", "dia"), BP_CASES)

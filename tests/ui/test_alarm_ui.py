@@ -25,7 +25,8 @@ from ui.alarm_bar import (
     flash_on,
     format_countdown,
 )
-from ui.alarm_panels import AlarmHistoryPanel, AlarmOffDialog, LimitsDialog
+from ui.alarm_panels import VOLUME_SLIDER_STEP, AlarmHistoryPanel, AlarmOffDialog, LimitsDialog, VolumeDialog
+from ui.sound import DEFAULT_VOLUME_PERCENT, MIN_VOLUME_PERCENT, AlarmSoundPlayer
 from ui.widgets import NumericTile
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "alarm-bar-high.png"
@@ -435,3 +436,40 @@ def test_tile_is_any_widget(qtbot: QtBot, rig: Rig) -> None:
     bar.refresh()
     assert f.priority() is Priority.MEDIUM and w.property("alarmPriority") == "medium"
     assert f.flash_period_s() == pytest.approx(1 / 0.6)
+
+
+def test_volume_below_the_default_is_shown_on_the_bar_and_the_floor_says_never_silent(
+    qtbot: QtBot, rig: Rig, tmp_path: Path
+) -> None:
+    bar = make_bar(qtbot, rig)
+    player = AlarmSoundPlayer()  # its volume needs no audio device
+    player.volume_changed.connect(bar.set_volume)
+    assert bar.volume_text() == ""  # at the default nothing is shown
+    dialog = VolumeDialog(player.volume(), player.set_volume)
+    qtbot.addWidget(dialog)
+    assert dialog.value() == DEFAULT_VOLUME_PERCENT and not dialog.floor_note.isVisibleTo(dialog)
+    QTest.keyClick(dialog.slider, Qt.Key.Key_Left)
+    QTest.keyClick(dialog.slider, Qt.Key.Key_Left)
+    assert dialog.value() == DEFAULT_VOLUME_PERCENT - 2 * VOLUME_SLIDER_STEP
+    dialog.apply()
+    assert player.volume() == 60
+    assert bar.volume_text() == "ALARM VOLUME 60 %"
+    # the slider stops at the floor, however far it is pushed, and says why
+    dialog = VolumeDialog(player.volume(), player.set_volume)
+    qtbot.addWidget(dialog)
+    QTest.keyClick(dialog.slider, Qt.Key.Key_Home)
+    for _ in range(10):
+        QTest.keyClick(dialog.slider, Qt.Key.Key_Left)
+    assert dialog.value() == MIN_VOLUME_PERCENT
+    assert dialog.floor_note.isVisibleTo(dialog)
+    dialog.show()
+    dialog.grab().save(str(tmp_path / "volume-dialog.png"))
+    dialog.apply()
+    assert player.volume() == MIN_VOLUME_PERCENT
+    assert bar.volume_text() == f"ALARM VOLUME {MIN_VOLUME_PERCENT} % — MINIMUM, NEVER SILENT"
+    # a request below the floor (e.g. from a script) is raised to it, and the bar says so too
+    player.set_volume(0)
+    assert bar.volume_text().endswith("MINIMUM, NEVER SILENT")
+    bar.render_png(tmp_path / "alarm-bar-volume.png")
+    player.set_volume(DEFAULT_VOLUME_PERCENT)
+    assert bar.volume_text() == ""
