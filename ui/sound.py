@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal, SignalInstance
 from PySide6.QtMultimedia import QMediaDevices, QSoundEffect
 
 PRIORITIES: Final = ("high", "medium", "low")
@@ -51,6 +51,22 @@ START_TIMEOUT_MS: Final = 1000
 #: 0–1.0 s after the file's length). If the audio server dies mid-burst, QSoundEffect reports no error
 #: and simply never finishes: this is how that failure is found.
 STALL_MARGIN_MS: Final = 2000
+
+
+class AlarmSound(Protocol):
+    """The alarm sound channel as the console uses it: AlarmSoundPlayer (in this process) and
+    ui.sound_process.ProcessAlarmSound (the same player in a child process) both provide it."""
+
+    @property
+    def failed(self) -> SignalInstance: ...
+    @property
+    def volume_changed(self) -> SignalInstance: ...
+    def play(self, priority: str, volume_step: int = 0) -> None: ...
+    def stop(self) -> None: ...
+    def set_volume(self, percent: int) -> int: ...
+    def volume(self) -> int: ...
+    def check_device(self) -> bool: ...
+    def is_playing(self) -> bool: ...
 
 
 def _wav_duration_ms(path: Path) -> int:

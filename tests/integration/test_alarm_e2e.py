@@ -33,7 +33,7 @@ from tests import audio_support as audio
 from tests.ui.test_alarm_sound import EXPECTED, IN_BURST_TOL_MS, LATENCY_BUDGET_MS
 from ui.alarm_bar import FLASH_PERIOD_S, PRIORITY_BG
 from ui.main_window import MainWindow
-from ui.sound import BURST_MS, AlarmSoundPlayer
+from ui.sound import BURST_MS, AlarmSound, AlarmSoundPlayer
 from ui.sound_process import STARTUP_TIMEOUT_MS, ProcessAlarmSound
 
 #: Scenario seconds per wall second, for the emulator and the console's clock alike. The sound is real
@@ -350,6 +350,7 @@ async def _clinician(
     await covered(cap, acked_at + 1.5)
 
 
-def _as_player(sound: ProcessAlarmSound) -> AlarmSoundPlayer:
-    # MainWindow is annotated with AlarmSoundPlayer; ProcessAlarmSound has the public interface it uses
+def _as_player(sound: AlarmSound) -> AlarmSoundPlayer:
+    # MainWindow's `sound` is still annotated AlarmSoundPlayer; it needs only ui.sound.AlarmSound, which
+    # ProcessAlarmSound provides (mypy checks that at the call)
     return sound  # type: ignore[return-value]
