@@ -9,7 +9,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -31,9 +31,12 @@ from kapmonitor.storage import (
 )
 
 if TYPE_CHECKING:
-    from PySide6.QtWidgets import QWidget
-
+    from kapmonitor.storage.session_log import UnfinishedSession
     from ui.demo import Demo
+    from ui.main_window import MainWindow
+    from ui.recovery_dialog import RecoveryChoice
+    from ui.session_controls import SessionControls
+    from ui.sound import AlarmSoundPlayer
 
 log = logging.getLogger("kapmonitor")
 
@@ -66,11 +69,26 @@ class Options:
 
 
 class Monitor:
-    """A running monitoring pipeline: links → Session → Recorder, with the periodic tick."""
+    """A running monitoring pipeline: links → Session → Recorder, with the periodic tick.
+
+    `resume`: the id of an unfinished session to continue (crash recovery) instead of a new one;
+    the gap is marked in its log and audited with `operator`, and its recorded trends and BP
+    readings are shown again, with a gap up to now.
+    """
 
     def __init__(
-        self, clock: Clock, db_path: Path, demo: Demo | None, settings_path: Path | None = None
+        self,
+        clock: Clock,
+        db_path: Path,
+        demo: Demo | None,
+        settings_path: Path | None = None,
+        *,
+        resume: str | None = None,
+        operator: str = "operator",
     ) -> None:
+        from kapmonitor.storage.session_log import Resumed
+        from kapmonitor.storage.session_log import resume as resume_session
+
         self.clock = clock
         #: remembered devices per role; demo sessions neither use nor change them
         self.settings_path = None if demo is not None else (settings_path or default_settings_path())
@@ -78,11 +96,20 @@ class Monitor:
         self.db_path = db_path
         self.demo = demo
         self.db = open_database(db_path)
-        self.recorder = Recorder(self.db, clock)
-        self.session_id = self.recorder.begin_session(kind="demo" if demo else "live")
+        #: the resumed session's recorder, log and workflow (None for a new session)
+        self.resumed: Resumed | None = None
+        if resume is not None:
+            self.resumed = resume_session(self.db, clock, resume, operator)
+            self.recorder = self.resumed.recorder
+            self.session_id = resume
+        else:
+            self.recorder = Recorder(self.db, clock)
+            self.session_id = self.recorder.begin_session(kind="demo" if demo else "live")
         #: the KAP default alarm rules (../shared/reference/alarms.md); every transition is recorded
         self.alarms = AlarmEngine(clock, kap_defaults())
         self.session = Session(clock, self.recorder, alarms=self.alarms)
+        if self.resumed is not None:
+            _show_recorded_past(self.session, self.db, self.session_id)
         self.links: list[DeviceLink] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -147,6 +174,66 @@ class Monitor:
         self.db.close()
 
 
+def _show_recorded_past(session: Session, db: Database, session_id: str) -> None:
+    """A resumed session: its clock starts at the original start, its recorded SpO2/pulse trends
+    and BP readings are shown again, and the trends break (NaN) where the interruption began.
+
+    The monotonic clock may have restarted, so recorded times are placed by wall time (as
+    SessionWorkflow.restore does)."""
+    import dataclasses
+
+    from kapmonitor.measurements import Param
+    from kapmonitor.ringbuffer import RingBuffer
+    from kapmonitor.session import TREND_CAPACITY
+    from kapmonitor.storage import blood_pressure, numerics
+
+    row = get_session(db, session_id)
+    assert row is not None
+    now_mono, now_wall = session.clock.monotonic(), session.clock.wall()
+    session.started_wall = row.started_utc
+    session.started_mono = now_mono - (now_wall - row.started_utc)
+    for param in (Param.SPO2, Param.PULSE_RATE, Param.HEART_RATE):
+        _mono, wall, value = numerics(db, session_id, param)
+        if len(wall):
+            buf = session.trends.setdefault(param, RingBuffer(TREND_CAPACITY))
+            buf.extend(now_mono - (now_wall - wall), value)
+            buf.append(now_mono, None)  # no line across the interruption
+    for bp in blood_pressure(db, session_id):
+        session.bp_readings.append(dataclasses.replace(bp, mono=now_mono - (now_wall - bp.wall)))
+
+
+def recover_unfinished(
+    db: Database,
+    clock: Clock,
+    who: str,
+    kind: str,
+    ask: Callable[[UnfinishedSession, bool], RecoveryChoice],
+) -> str | None:
+    """Offer each unfinished session of `kind` (newest first): resume one, close others as
+    interrupted, or leave them for later. Returns the id to resume, or None for a new session."""
+    from kapmonitor.storage.session_log import close_interrupted, unfinished_overview
+    from ui.recovery_dialog import RecoveryChoice
+
+    resume: str | None = None
+    for unfinished in unfinished_overview(db, kind):
+        choice = ask(unfinished, resume is None)
+        if choice is RecoveryChoice.RESUME and resume is None:
+            resume = unfinished.session.id
+        elif choice is RecoveryChoice.CLOSE:
+            close_interrupted(db, clock, unfinished.session.id, who)
+            log.info("session %s closed as interrupted by %s", unfinished.session.id, who)
+    return resume
+
+
+def _ask_recovery(unfinished: UnfinishedSession, can_resume: bool) -> RecoveryChoice:
+    """The start-up recovery prompt (modal: nothing runs yet)."""
+    from ui.recovery_dialog import RecoveryDialog
+
+    dialog = RecoveryDialog(unfinished, SystemClock().wall(), can_resume=can_resume)
+    dialog.exec()
+    return dialog.choice()
+
+
 def make_clock(opts: Options) -> Clock:
     """The session's clock: the machine's, or in demo mode one that runs at the scenario's speed.
 
@@ -204,7 +291,6 @@ def _run_qt(opts: Options) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from ui.main_window import MainWindow
     from ui.sound import AlarmSoundPlayer
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -215,20 +301,20 @@ def _run_qt(opts: Options) -> int:
 
     async def main() -> int:
         clock = make_clock(opts)
-        monitor = Monitor(clock, opts.db, _make_demo(opts, clock))
+        operator = opts.operator
+        resume = None
+        if opts.command == "monitor":  # crash recovery: an unfinished session is offered first
+            db = open_database(opts.db)
+            try:
+                kind = "demo" if opts.demo else "live"
+                resume = recover_unfinished(db, clock, operator, kind, _ask_recovery)
+            finally:
+                db.close()
+        monitor = Monitor(clock, opts.db, _make_demo(opts, clock), resume=resume, operator=operator)
         sound = None
         if opts.command != "snapshot":  # a picture needs no sound; the console always does
             sound = AlarmSoundPlayer()
-        operator = opts.operator
-        window = MainWindow(monitor.session, sound=sound, operator=lambda: operator)
-        if sound is not None:
-            sound.check_device()  # no audio output: the audio-failure alarm, shown at once
-        controls = None
-        if opts.command == "monitor":
-            controls = _session_controls(opts, monitor, clock, operator)
-            if controls is not None:
-                window.add_session_controls(controls)
-        window.setWindowTitle(f"kapmonitor — session {monitor.session_id}" + (" — DEMO" if opts.demo else ""))
+        window = build_console(opts, monitor, sound=sound)
         window.resize(1600, 900)
         closed = asyncio.Event()
         window.closed.connect(closed.set)
@@ -255,8 +341,35 @@ def _run_qt(opts: Options) -> int:
         return runner.run(main())
 
 
-def _session_controls(opts: Options, monitor: Monitor, clock: Clock, operator: str) -> QWidget | None:
-    """Ask for the new-session data (a demo fills it in) and build the session controls.
+def build_console(
+    opts: Options, monitor: Monitor, *, sound: AlarmSoundPlayer | None = None, ask_details: bool | None = None
+) -> MainWindow:
+    """The console window for a monitor; for `monitor` (not `snapshot`) with the session controls
+    and log docked (the new-session dialog asked first unless `ask_details` is False; a demo fills
+    it in unless `ask_details` is True)."""
+    from ui.main_window import MainWindow
+
+    operator = opts.operator
+    window = MainWindow(monitor.session, sound=sound, operator=lambda: operator)
+    if sound is not None:
+        sound.check_device()  # no audio output: the audio-failure alarm, shown at once
+    if opts.command == "monitor":
+        controls = _session_controls(opts, monitor, monitor.clock, operator, ask=ask_details)
+        if controls is not None:
+            window.add_session_controls(controls)
+            controls.close_requested.connect(window.close)
+    resumed = " — RESUMED" if monitor.resumed is not None else ""
+    window.setWindowTitle(
+        f"kapmonitor — session {monitor.session_id}{resumed}" + (" — DEMO" if opts.demo else "")
+    )
+    return window
+
+
+def _session_controls(
+    opts: Options, monitor: Monitor, clock: Clock, operator: str, *, ask: bool | None = None
+) -> SessionControls | None:
+    """Ask for the new-session data (a demo fills it in) and build the session controls; a resumed
+    session continues its stored data and workflow.
 
     Without session data (the dialog cancelled) the console still monitors and records; only the
     workflow and the observation keys are left out.
@@ -266,7 +379,19 @@ def _session_controls(opts: Options, monitor: Monitor, clock: Clock, operator: s
     from ui.session_controls import SessionControls
     from ui.session_dialogs import NewSessionDialog
 
-    if opts.demo:
+    folder = opts.db.parent / "reports"
+    resumed = monitor.resumed
+    if resumed is not None and resumed.workflow is not None:
+        return SessionControls(
+            monitor.session,
+            resumed.workflow,
+            resumed.log,
+            clock,
+            lambda: operator,
+            recorder=monitor.recorder,
+            report_folder=folder,
+        )
+    if opts.demo and not ask:
         details: SessionDetails | None = SessionDetails(
             patient="DEMO-001",
             clinicians=(operator,),
@@ -275,7 +400,7 @@ def _session_controls(opts: Options, monitor: Monitor, clock: Clock, operator: s
             route="intranasal",
             lot="DEMO-LOT",
         )
-    else:
+    else:  # the clinician enters it; recent patients and clinicians are offered again
         dialog = NewSessionDialog(recent_patients(monitor.db), recent_clinicians(monitor.db))
         details = dialog.details() if dialog.exec() else None
     if details is None:
@@ -284,7 +409,15 @@ def _session_controls(opts: Options, monitor: Monitor, clock: Clock, operator: s
     session_log = SessionLog(monitor.db, clock, monitor.session_id, seq=monitor.recorder.next_seq)
     session_log.save_details(details)
     workflow = SessionWorkflow(details, clock)
-    return SessionControls(monitor.session, workflow, session_log, clock, lambda: operator)
+    return SessionControls(
+        monitor.session,
+        workflow,
+        session_log,
+        clock,
+        lambda: operator,
+        recorder=monitor.recorder,
+        report_folder=folder,
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import override
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
 
 from kapmonitor.alarms import TechnicalCondition
@@ -22,8 +22,10 @@ from kapmonitor.session import (
     SessionEvent,
 )
 from ui import style
-from ui.alarm_bar import AlarmBar
+from ui.alarm_bar import ACK_KEY_LABEL, PAUSE_KEY, AlarmBar
 from ui.alarm_panels import AlarmHistoryPanel, AlarmOffDialog, LimitsDialog
+from ui.session_controls import SessionControls
+from ui.session_log_panel import HelpOverlay
 from ui.sound import AlarmSoundPlayer
 from ui.waveform import SweepWaveform
 from ui.widgets import (
@@ -41,6 +43,17 @@ from ui.widgets import (
 FRAME_INTERVAL_MS = 33
 #: The parameters shown as big numerics, top to bottom.
 TILE_PARAMS: tuple[Param, ...] = (Param.SPO2, Param.PULSE_RATE)
+#: The keys that show the shortcut help.
+HELP_KEYS = ("F1", "?")
+#: The window's own keys, for the help overlay (the alarm bar's: ui/alarm_bar.py).
+WINDOW_KEYS: tuple[tuple[str, str], ...] = (
+    (ACK_KEY_LABEL, "Acknowledge alarms"),
+    (PAUSE_KEY, "Pause / resume alarm sound"),
+    ("F1 or ?", "This help (any key closes it)"),
+    ("Alt+A", "Alarms menu: limits, alarm off, history"),
+)
+#: The width of the observation keys and session log beside the monitor (px).
+SIDE_DOCK_WIDTH = 480
 
 
 def format_elapsed(seconds: float) -> str:
@@ -103,6 +116,9 @@ class MainWindow(QMainWindow):
         root.addWidget(self._build_top_bar())
         #: the alarm bar on top (only for a session with an alarm engine; a replay has none)
         self.alarm_bar: AlarmBar | None = None
+        #: the clinician's session controls and the shortcut help, once docked
+        self.session_controls: SessionControls | None = None
+        self.help: HelpOverlay | None = None
         self.alarm_history: AlarmHistoryPanel | None = None
         if session.alarms is not None:
             self.alarm_bar = AlarmBar(session.alarms, session.clock, self.operator)
@@ -125,7 +141,7 @@ class MainWindow(QMainWindow):
             bp_readings=session.bp_readings,
             origin_wall=session.started_wall,
         )
-        left.addWidget(self.trend, 5)
+        left.addWidget(self.trend, 6)
         body.addLayout(left, 64)
         tiles = QVBoxLayout()
         tiles.setSpacing(12)
@@ -199,13 +215,33 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.wall_label)
         return bar
 
-    def add_session_controls(self, controls: QWidget) -> None:
-        """Dock the clinician's session controls (phase bar, observations) under the monitor."""
+    def add_session_controls(self, controls: SessionControls) -> None:
+        """Dock the phase bar and "Next step" under the monitor, the observation keys and the session
+        log beside it; show observations on the trends; F1 or ? opens the shortcut help."""
+        self.session_controls = controls
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
         dock = QDockWidget("Session", self)
         dock.setObjectName("sessionDock")
         dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
-        dock.setWidget(controls)
+        dock.setTitleBarWidget(QWidget())  # the phase bar says what this is
+        dock.setWidget(controls.step_bar)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        side = QDockWidget("Observations and session log", self)
+        side.setObjectName("sessionLogDock")
+        side.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        side.setTitleBarWidget(QWidget())
+        side.setWidget(controls)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, side)
+        self.resizeDocks([side], [SIDE_DOCK_WIDTH], Qt.Orientation.Horizontal)
+        controls.markers_changed.connect(self.trend.set_markers)
+        self.trend.set_markers(controls.markers())
+        lines = [*controls.help_lines(), *WINDOW_KEYS]
+        self.help = HelpOverlay(controls.panel.catalogue, lines, parent=self)
+        for key in HELP_KEYS:
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(self.help.toggle)
 
     def _build_alarm_menu(self) -> None:
         self.menuBar().setStyleSheet(
@@ -360,6 +396,8 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop the timer and unsubscribe from the session (idempotent)."""
         self.frame_timer.stop()
+        if self.session_controls is not None:
+            self.session_controls.shutdown()
         if self.sound is not None:
             self.sound.stop()
         if self.alarm_history is not None:

@@ -36,7 +36,7 @@ QPushButton#obsButton[kind="scale"] {{ color: {style.PLETH}; }}
 QLabel#obsStatus {{ color: {style.MUTED}; font-size: 15px; background: transparent; }}
 QLabel#obsStatus[state="cancelled"], QLabel#obsStatus[state="error"] {{ color: {style.ATTENTION}; }}
 QLabel#phaseStep {{
-    color: {style.MUTED}; font-size: 15px; padding: 4px 8px; border: 1px solid {style.BORDER};
+    color: {style.MUTED}; font-size: 15px; padding: 4px 6px; border: 1px solid {style.BORDER};
     background: transparent;
 }}
 QLabel#phaseStep[state="done"] {{ color: {style.TEXT}; }}
@@ -295,13 +295,11 @@ class PhaseBar(QWidget):
             more = planned is None or given < planned
             if rest > 0 and more:
                 self.rest.setText(f"Rest {_mmss(rest)} before device {given + 1}")
-            elif rest > 0:
-                self.rest.setText(f"Rest {_mmss(rest)} (all {given} devices given)")
             elif more:
                 self.rest.setText(f"Device {given + 1} may be given")
             else:
                 self.rest.setText(f"All {given} devices given")
-            self._set(self.rest, "active", "true" if rest > 0 else "false")
+            self._set(self.rest, "active", "true" if rest > 0 and more else "false")
             self.rest.setToolTip(f"{DEVICE_REST_S / 60:g}-minute rest between nasal devices")
             self.rest.setVisible(True)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import override
 
@@ -9,6 +10,7 @@ from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -30,6 +32,7 @@ from kapmonitor.workflow import (
     BP_GATE_DIASTOLIC,
     BP_GATE_SYSTOLIC,
     ESKETAMINE_DEVICE_MG,
+    ChecklistItem,
     GateChoice,
     SessionDetails,
     TreatmentProtocol,
@@ -397,6 +400,72 @@ class ScaleDialog(_Dialog):
             super().keyPressEvent(event)
 
 
+#: The discharge checklist as the clinician reads it, each with its key (kap-session.md "Recovery").
+CHECKLIST_LABELS: dict[ChecklistItem, str] = {
+    ChecklistItem.SEDATION_RESOLVED: "&1  Sedation resolved",
+    ChecklistItem.DISSOCIATION_RESOLVED: "&2  Dissociation resolved",
+    ChecklistItem.RESPIRATORY_DEPRESSION_RESOLVED: "&3  No respiratory depression",
+    ChecklistItem.VITALS_IN_RANGE: "&4  Vital signs in acceptable range",
+}
+
+
+class DischargeDialog(_Dialog):
+    """The discharge checklist and the "ready to leave" time (kap-session.md "Recovery and
+    discharge"): items already confirmed stay ticked and cannot be unticked (they are recorded);
+    "ready to leave" needs every item."""
+
+    def __init__(
+        self,
+        done: dict[ChecklistItem, bool],
+        *,
+        ready_recorded: bool,
+        minimum_left_s: float = 0.0,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__("Discharge checklist", parent)
+        layout = QVBoxLayout(self)
+        self.items: dict[ChecklistItem, QCheckBox] = {}
+        for item, text in CHECKLIST_LABELS.items():
+            box = QCheckBox(text)
+            if done.get(item):
+                box.setChecked(True)
+                box.setEnabled(False)  # recorded already
+            self.items[item] = box
+            layout.addWidget(box)
+        self.ready = QCheckBox("&R  Ready to leave now (records the time)")
+        if ready_recorded:
+            self.ready.setChecked(True)
+            self.ready.setEnabled(False)
+        layout.addWidget(self.ready)
+        if minimum_left_s > 0:
+            hint = QLabel(
+                f"Esketamine: {math.ceil(minimum_left_s / 60)} min of the 2-hour minimum remain. "
+                "The ready-to-leave time is recorded for the REMS form all the same."
+            )
+        else:
+            hint = QLabel("Tick what the patient meets now; each tick is recorded with your name.")
+        hint.setObjectName("dialogHint")
+        hint.setWordWrap(True)
+        layout.addWidget(hint)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        first = next((b for b in self.items.values() if b.isEnabled()), self.ready)
+        first.setFocus()
+
+    def newly_checked(self) -> list[ChecklistItem]:
+        """Items ticked in this dialog (not those recorded before)."""
+        return [i for i, b in self.items.items() if b.isEnabled() and b.isChecked()]
+
+    def wants_ready(self) -> bool:
+        return self.ready.isEnabled() and self.ready.isChecked()
+
+    @override
+    def validate(self) -> str:
+        if self.wants_ready() and not all(b.isChecked() for b in self.items.values()):
+            return "Ready to leave needs every checklist item."
+        return ""
+
+
 _SCALE_TITLES = {
     Scale.MOAAS: "MOAA/S — sedation (0-5)",
     Scale.RASS: "RASS — agitation/sedation (+4 to -5)",
@@ -440,10 +509,12 @@ class FreeTextDialog(_Dialog):
 
 __all__ = [
     "CADSS6_ITEMS",
+    "CHECKLIST_LABELS",
     "MOAAS_LEVELS",
     "PROTOCOL_LABELS",
     "RASS_LEVELS",
     "BpGateDialog",
+    "DischargeDialog",
     "FreeTextDialog",
     "NewSessionDialog",
     "ScaleDialog",

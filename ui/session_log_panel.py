@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kapmonitor.measurements import BloodPressure
+from kapmonitor.measurements import BloodPressure, DeviceState
 from kapmonitor.observations import DOSE_GIVEN, ObservationCatalogue, Scale
 from kapmonitor.storage.queries import AlarmEventRow, DeviceEventRow
 from kapmonitor.storage.session_log import SessionLog
@@ -62,17 +62,11 @@ class LogEntry:
     who: str = ""
 
 
-def entries(
-    log: SessionLog,
-    *,
-    bp_readings: Iterable[BloodPressure] = (),
-    alarms: Iterable[AlarmEventRow] = (),
-    device_events: Iterable[DeviceEventRow] = (),
-) -> list[LogEntry]:
-    """Everything of a session as log entries, in time order: observations (as last corrected, at
-    their key-press time), doses, BP readings, alarms, device events, phase changes and decisions."""
+def record_entries(log: SessionLog) -> list[LogEntry]:
+    """The clinician's part of the log from the database: phase changes, doses, decisions and
+    observations (as last corrected, at their key-press time). Read after each clinician action."""
     out: list[LogEntry] = []
-    # The workflow's records come in log order; the sort below is stable, so records stamped at
+    # The workflow's records come in log order; the final sort is stable, so records stamped at
     # the same instant (a phase change and its first dose) keep that order.
     for rec in log.records():
         if isinstance(rec, PhaseChange):
@@ -105,24 +99,49 @@ def entries(
         if o.amends is not None:
             text += " (corrected)"
         out.append(LogEntry(o.t_pressed_utc, EntryKind.OBSERVATION, text, o.author))
-    for bp in bp_readings:
-        if bp.systolic is None or bp.diastolic is None:
-            text = f"BP reading invalid ({bp.device})"
-        else:
-            text = f"BP {bp.systolic:.0f}/{bp.diastolic:.0f} mmHg"
-            if bp.pulse_rate is not None:
-                text += f", pulse {bp.pulse_rate:.0f}"
-        if bp.stored:
-            text += " (from the cuff's memory)"
-        wall = bp.measured_wall if bp.stored and bp.measured_wall is not None else bp.wall
-        out.append(LogEntry(wall, EntryKind.BP, text, bp.device))
-    for a in alarms:
-        prio = f" [{a.priority}]" if a.priority else ""
-        out.append(LogEntry(a.t_utc, EntryKind.ALARM, f"{a.event}{prio} {a.message}".strip()))
-    for e in device_events:
-        state = e.state.value if e.state is not None else "note"
-        detail = f" — {e.detail}" if e.detail else ""
-        out.append(LogEntry(e.t_utc, EntryKind.DEVICE, f"{e.device}: {state}{detail}"))
+    return out
+
+
+def bp_entry(bp: BloodPressure) -> LogEntry:
+    """A cuff reading as a log line (a stored one at the cuff's own time)."""
+    if bp.systolic is None or bp.diastolic is None:
+        text = f"BP reading invalid ({bp.device})"
+    else:
+        text = f"BP {bp.systolic:.0f}/{bp.diastolic:.0f} mmHg"
+        if bp.pulse_rate is not None:
+            text += f", pulse {bp.pulse_rate:.0f}"
+    if bp.stored:
+        text += " (from the cuff's memory)"
+    wall = bp.measured_wall if bp.stored and bp.measured_wall is not None else bp.wall
+    return LogEntry(wall, EntryKind.BP, text, bp.device)
+
+
+def alarm_entry(wall: float, event: str, priority: str | None, message: str) -> LogEntry:
+    """An alarm transition as a log line (from a stored row or a live Transition)."""
+    prio = f" [{priority}]" if priority else ""
+    return LogEntry(wall, EntryKind.ALARM, f"{event}{prio} {message}".strip())
+
+
+def device_entry(wall: float, device: str, state: DeviceState | None, detail: str) -> LogEntry:
+    """A device state change or note as a log line."""
+    what = state.value if state is not None else "note"
+    more = f" — {detail}" if detail else ""
+    return LogEntry(wall, EntryKind.DEVICE, f"{device}: {what}{more}")
+
+
+def entries(
+    log: SessionLog,
+    *,
+    bp_readings: Iterable[BloodPressure] = (),
+    alarms: Iterable[AlarmEventRow] = (),
+    device_events: Iterable[DeviceEventRow] = (),
+) -> list[LogEntry]:
+    """Everything of a session as log entries, in time order: observations (as last corrected, at
+    their key-press time), doses, BP readings, alarms, device events, phase changes and decisions."""
+    out = record_entries(log)
+    out += [bp_entry(bp) for bp in bp_readings]
+    out += [alarm_entry(a.t_utc, a.event, a.priority, a.message) for a in alarms]
+    out += [device_entry(e.t_utc, e.device, e.state, e.detail) for e in device_events]
     return sorted(out, key=lambda e: e.wall)
 
 
@@ -148,7 +167,8 @@ class SessionLogPanel(QWidget):
 
     COLUMNS = ("Time", "T+", "Kind", "What", "Who")
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, compact: bool = False) -> None:
+        """`compact`: without the Kind column (the filter still chooses kinds), for a narrow dock."""
         super().__init__(parent)
         self.setStyleSheet(LOG_STYLESHEET)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
@@ -170,6 +190,9 @@ class SessionLogPanel(QWidget):
         for col in (0, 1, 2, 4):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.setColumnHidden(2, compact)
+        self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         top = QHBoxLayout()
         top.addWidget(label)
         top.addWidget(self.filter)
@@ -317,6 +340,15 @@ class HelpOverlay(QWidget):
             self.setFocus()
 
     @override
+    def event(self, event: QEvent) -> bool:
+        # While shown (and focused) every key is the overlay's: a letter closes the help and is
+        # not taken as an observation shortcut behind it.
+        if event.type() == QEvent.Type.ShortcutOverride:
+            event.accept()
+            return True
+        return super().event(event)
+
+    @override
     def keyPressEvent(self, event: QKeyEvent) -> None:
         self.hide()
         event.accept()
@@ -329,4 +361,15 @@ class HelpOverlay(QWidget):
         return False
 
 
-__all__ = ["KIND_LABELS", "EntryKind", "HelpOverlay", "LogEntry", "SessionLogPanel", "entries"]
+__all__ = [
+    "KIND_LABELS",
+    "EntryKind",
+    "HelpOverlay",
+    "LogEntry",
+    "SessionLogPanel",
+    "alarm_entry",
+    "bp_entry",
+    "device_entry",
+    "entries",
+    "record_entries",
+]

@@ -11,8 +11,10 @@ from typing import override
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFontMetricsF, QResizeEvent
+from PySide6.QtGui import QColor, QFontMetricsF, QResizeEvent
 from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsSimpleTextItem,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -399,6 +401,9 @@ class _BPMarkers:
     y_max: float
 
 
+#: Observation markers on the trends: amber dashes, distinct from every parameter colour.
+MARKER_COLOUR = style.ATTENTION
+
 #: Default y ranges of the trend tracks; they widen (never shrink) if a value falls outside.
 TREND_RANGES: dict[Param, tuple[float, float]] = {
     Param.SPO2: (70.0, 100.0),
@@ -452,6 +457,9 @@ class TrendPlot(QWidget):
 
         self._tracks: dict[Param, _Track] = {}
         self._plots: list[pg.PlotItem] = []
+        self._names: list[str] = []
+        self._marker_items: list[tuple[pg.PlotItem, QGraphicsItem]] = []
+        self._marker_texts: list[str] = []
         for row, param in enumerate(params):
             colour = style.PARAM_COLOURS.get(param, style.TEXT)
             label = f"{style.PARAM_LABELS.get(param, param.value)}  {UNITS.get(param, '')}"
@@ -469,7 +477,8 @@ class TrendPlot(QWidget):
 
         self._bp: _BPMarkers | None = None
         if bp_readings is not None:
-            plot = self._add_plot(len(params), "BP  mmHg", style.BP, stretch=5)
+            # stretch 8: the bottom plot also carries the time axis and its caption
+            plot = self._add_plot(len(params), "BP  mmHg", style.BP, stretch=8)
             sys_marks = pg.ScatterPlotItem(
                 symbol="t", size=13, pen=None, brush=pg.mkBrush(style.BP), antialias=False, name="sys"
             )
@@ -507,11 +516,69 @@ class TrendPlot(QWidget):
             # keep the y labels at the edges (100 %, 180 /min); with the grid on, pyqtgraph
             # still hides the x label "0" at the left edge, which the axis start makes obvious
             axis.setStyle(tickFont=tick_font, tickTextOffset=6, hideOverlappingLabels=False)
-        left = plot.getAxis("left")
-        left.setWidth(92)
-        left.setLabel(label, color=colour, **{"font-size": "20px", "font-weight": "bold"})
+        plot.getAxis("left").setWidth(58)
+        # The name is a level title above the plot, not a rotated axis label: on a short plot the
+        # rotated "Pulse /min" ran past its plot into the one below. The title never covers a curve.
+        plot.setTitle(label, color=colour, size="19px", bold=True, justify="left")
+        self._names.append(label)
         self._plots.append(plot)
         return plot
+
+    def plot_names(self) -> list[str]:
+        """The parameter name shown above each plot, top to bottom."""
+        return list(self._names)
+
+    # -- observation markers -------------------------------------------------------------------
+    def set_markers(self, markers: Sequence[tuple[float, str]]) -> None:
+        """Show observations (and doses) as markers: a dashed line at each UTC wall time on every
+        plot, labelled on the top one. Replaces the markers shown before; call it when the session
+        log changes (a clinician's action), never per frame."""
+        for plot, item in self._marker_items:
+            plot.removeItem(item)
+        self._marker_items = []
+        pen = pg.mkPen(MARKER_COLOUR, width=1, style=Qt.PenStyle.DashLine)
+        latest: float | None = None
+        for i, (wall, label) in enumerate(sorted(markers)):
+            x = (wall - self._origin_wall) / 60.0
+            latest = x if latest is None else max(latest, x)
+            for row, plot in enumerate(self._plots):
+                line = pg.InfiniteLine(pos=x, angle=90, movable=False, pen=pen)
+                plot.addItem(line, ignoreBounds=True)
+                self._marker_items.append((plot, line))
+                if row == 0:
+                    text = self._marker_text(plot, x, label, i)
+                    plot.addItem(text, ignoreBounds=True)
+                    self._marker_items.append((plot, text))
+        self._marker_texts = [label for _w, label in sorted(markers)]
+        if latest is not None:
+            self._grow_x(latest)
+
+    @staticmethod
+    def _marker_text(plot: pg.PlotItem, x: float, label: str, i: int) -> QGraphicsSimpleTextItem:
+        """A marker's label, unscaled, right of its line: three heights in turn, so neighbouring
+        markers do not print over each other, in the plot's lower half (below the usual SpO2
+        trace). A plain Qt text item: pyqtgraph's TextItem fails on a plot not yet laid out."""
+        lo, hi = plot.vb.viewRange()[1]
+        text = QGraphicsSimpleTextItem(label)
+        text.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        text.setBrush(QColor(MARKER_COLOUR))
+        text.setFont(style.font(15))
+        text.setPos(x, lo + (hi - lo) * (0.7 - 0.22 * (i % 3)))
+        text.setZValue(15)
+        return text
+
+    def marker_labels(self) -> list[str]:
+        """The labels of the markers shown, in time order."""
+        return list(self._marker_texts)
+
+    def marker_x_minutes(self) -> list[float]:
+        """Where the markers sit on the time axis (minutes since session start), in time order."""
+        top = self._plots[0] if self._plots else None
+        return [
+            float(item.value())
+            for plot, item in self._marker_items
+            if plot is top and isinstance(item, pg.InfiniteLine)
+        ]
 
     # -- API ---------------------------------------------------------------------------------
     def refresh(self) -> bool:

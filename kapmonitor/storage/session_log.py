@@ -373,8 +373,9 @@ def recent_clinicians(db: Database, limit: int = 10) -> list[str]:
 def rems_for_session(log: SessionLog, clock: Clock) -> RemsForm | None:
     """The REMS form of a stored esketamine session (None without details or before any device).
 
-    The end of monitoring is the session's end, or now while it is still recording; the dose is the
-    sum of the devices logged (as last corrected); the observations are as last corrected.
+    The end of monitoring is when the clinician ended the session (its change to "ended"), else the
+    recording's end, or now while it is still recording; the dose is the sum of the devices logged
+    (as last corrected); the observations are as last corrected.
     """
     details = log.details()
     if details is None or details.protocol != TreatmentProtocol.ESKETAMINE_IN:
@@ -382,8 +383,14 @@ def rems_for_session(log: SessionLog, clock: Clock) -> RemsForm | None:
     doses = [r for r in log.records() if isinstance(r, Dose)]
     if not doses:
         return None
+    ended = [p.wall for p in log.phase_changes() if p.to_phase == Phase.ENDED]
     session = get_session(log.db, log.session_id)
-    end = session.ended_utc if session is not None and session.ended_utc is not None else clock.wall()
+    if ended:
+        end = ended[-1]
+    elif session is not None and session.ended_utc is not None:
+        end = session.ended_utc
+    else:
+        end = clock.wall()
     ready = [d.wall for d in log.decisions() if d.kind == "ready_to_leave"]
     return rems_form(
         details,
@@ -420,6 +427,37 @@ def last_record_utc(db: Database, session_id: str) -> float | None:
     )
     values = [r[0] for r in db.execute(sql, {"s": session_id}).fetchall() if r[0] is not None]
     return max(values) if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedSession:
+    """What the start-up prompt shows of a session the app stopped without ending."""
+
+    session: SessionRow
+    details: SessionDetails | None
+    last_record_utc: float | None  # where the interruption began
+    phase: Phase | None  # the workflow phase it was in (None: no new-session data)
+    first_dose_utc: float | None
+
+
+def unfinished_overview(db: Database, kind: str | None = None) -> list[UnfinishedSession]:
+    """The unfinished sessions (of `kind`, 'live' or 'demo', when given), newest first, each with
+    its patient, last record, phase and first dose: what the clinician needs to resume or close."""
+    out: list[UnfinishedSession] = []
+    for row in find_unfinished(db):
+        if kind is not None and row.kind != kind:
+            continue
+        details = load_details(db, row.id)
+        last_phase = db.execute(
+            "SELECT to_phase FROM phase_changes WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (row.id,)
+        ).fetchone()
+        phase = Phase(last_phase[0]) if last_phase else (Phase.PREPARATION if details else None)
+        dose = db.execute(
+            "SELECT MIN(pressed_utc) FROM observations WHERE session_id = ? AND code = ? AND amends IS NULL",
+            (row.id, DOSE_GIVEN),
+        ).fetchone()
+        out.append(UnfinishedSession(row, details, last_record_utc(db, row.id), phase, dose[0]))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

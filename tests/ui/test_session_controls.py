@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import BloodPressure
 from kapmonitor.session import Session
-from kapmonitor.storage import Recorder, open_database
+from kapmonitor.storage import Recorder, blood_pressure, open_database
 from kapmonitor.storage.session_log import SessionLog
 from kapmonitor.workflow import Phase, SessionDetails, SessionWorkflow, TreatmentProtocol
 from ui.main_window import MainWindow
 from ui.session_controls import SessionControls
+from ui.session_log_panel import EntryKind
 
 
 def phase_of(workflow: SessionWorkflow) -> Phase:
@@ -42,7 +46,7 @@ def test_a_clinician_steps_through_an_esketamine_session(qtbot: QtBot, tmp_path:
     window.add_session_controls(controls)
     qtbot.addWidget(window)
 
-    assert controls.next_button.text() == "Start pre-dose baseline"
+    assert controls.next_button.text() == "[F4] Start pre-dose baseline"  # the key on the button
     controls.next_step()
     assert phase_of(workflow) is Phase.BASELINE
     controls.next_step()  # no BP yet: refused, and it says why
@@ -74,3 +78,70 @@ def test_a_clinician_steps_through_an_esketamine_session(qtbot: QtBot, tmp_path:
     window.shutdown()
     recorder.end_session()
     db.close()
+
+
+def console(qtbot: QtBot, tmp_path: Path) -> tuple[MainWindow, SessionControls, Recorder, FakeClock]:
+    clock = FakeClock()
+    db = open_database(tmp_path / "c.sqlite")
+    recorder = Recorder(db, clock)
+    sid = recorder.begin_session(kind="demo")
+    session = Session(clock, recorder)
+    details = SessionDetails("P-042", ("Dr Lee",), TreatmentProtocol.ESKETAMINE_IN, 56.0, "intranasal")
+    session_log = SessionLog(db, clock, sid, seq=recorder.next_seq)
+    session_log.save_details(details)
+    controls = SessionControls(
+        session, SessionWorkflow(details, clock), session_log, clock, lambda: "Dr Lee", recorder=recorder
+    )
+    window = MainWindow(session, operator=lambda: "Dr Lee")
+    window.add_session_controls(controls)
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    return window, controls, recorder, clock
+
+
+def test_the_log_panel_follows_the_session_from_its_events_not_the_database(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    window, controls, recorder, clock = console(qtbot, tmp_path)
+    session = controls.session
+    session.ingest([BloodPressure(131.0, 84.0, 99.0, 66.0, clock.monotonic(), clock.wall(), "CUFF")])
+    assert recorder.pending > 0  # the reading is still in the recorder's buffer, not in the database
+    assert blood_pressure(recorder.db, controls.log.session_id) == []
+    assert "BP 131/84 mmHg, pulse 66" not in controls.log_panel.row_texts()  # drawn at most once a second
+    controls.refresh_log()  # the panel's 1 s timer
+    assert "BP 131/84 mmHg, pulse 66" in controls.log_panel.row_texts()
+    clock.advance(30)
+    QTest.keyClick(window, Qt.Key.Key_N)  # an observation: in the log and on the trends at once
+    assert controls.log_panel.row_texts()[-1] == "Nausea"
+    assert window.trend.marker_labels() == ["Nausea"]
+    assert window.trend.marker_x_minutes() == [0.5]  # minutes since the session start
+    controls.log_panel.set_filter(EntryKind.BP)
+    assert controls.log_panel.row_texts() == ["BP 131/84 mmHg, pulse 66"]
+    window.shutdown()
+    recorder.end_session()
+    recorder.db.close()
+
+
+def test_f1_shows_the_help_over_the_console_and_a_key_only_closes_it(qtbot: QtBot, tmp_path: Path) -> None:
+    window, controls, recorder, _clock = console(qtbot, tmp_path)
+    assert window.help is not None and window.help.isHidden()
+    QTest.keyClick(window, Qt.Key.Key_F1)
+    assert window.help.isVisible() and window.help.geometry() == window.rect()
+    keys = dict(window.help.lines())
+    assert (
+        keys["F4"].startswith("Next step") and keys["Space"] == "Acknowledge alarms" and keys["n"] == "Nausea"
+    )
+    QTest.keyClick(window.help, Qt.Key.Key_N)  # closes the help; records nothing behind it
+    assert window.help.isHidden()
+    assert controls.log.observations() == []
+    QTest.keyClick(window, Qt.Key.Key_Question)
+    assert window.help.isVisible()
+    QTest.keyClick(window.help, Qt.Key.Key_Escape)
+    assert window.help.isHidden()
+    QTest.keyClick(window, Qt.Key.Key_F4)  # the next-step key, as the button says
+    assert controls.workflow.phase is Phase.BASELINE
+    window.shutdown()
+    recorder.end_session()
+    recorder.db.close()

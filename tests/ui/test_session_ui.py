@@ -334,7 +334,8 @@ def test_phase_bar_clock_rest_countdown_and_bp_due(qtbot: QtBot, clock: FakeCloc
     assert bar.rest.property("active") == "false"
     wf.log_device("dr")
     bar.refresh()
-    assert bar.rest.text() == "Rest 05:00 (all 2 devices given)"
+    assert bar.rest.text() == "All 2 devices given"  # no countdown: no device follows
+    assert bar.rest.property("active") == "false"
     wf.start_monitoring("dr")
     bar.refresh()
     assert bar.rest.isHidden()
