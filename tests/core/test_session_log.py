@@ -39,6 +39,7 @@ from kapmonitor.storage.session_log import (
     rems_for_session,
     restore_workflow,
     resume,
+    unfinished_overview,
 )
 from kapmonitor.workflow import (
     ChecklistItem,
@@ -484,3 +485,50 @@ def test_observation_survives_sigkill_right_after_add_observation(db_path: Path)
         assert [s.id for s in find_unfinished(db)] == [sid]
     finally:
         db.close()
+
+
+def test_unfinished_overview_says_who_where_and_since_when(db: Database) -> None:
+    clock = FakeClock()
+    _rec, log = started(db, clock)  # a live session with a dose, then the app dies
+    wf = SessionWorkflow(details(), clock)
+    _run_to_dosing(log, wf, clock)
+    dosed = clock.wall()
+    clock.advance(90)
+    log.add_observation(press("nausea", clock), "dr")
+    demo = Recorder(db, clock)
+    demo_id = demo.begin_session(kind="demo")  # no details yet
+    [u] = unfinished_overview(db, "live")
+    assert (u.session.id, u.phase, u.first_dose_utc, u.last_record_utc) == (
+        log.session_id,
+        Phase.DOSING,
+        dosed,
+        dosed + 90,
+    )
+    assert u.details is not None and u.details.patient == "P-017"
+    [d] = unfinished_overview(db, "demo")
+    assert (d.session.id, d.details, d.phase, d.first_dose_utc) == (demo_id, None, None, None)
+    assert [x.session.id for x in unfinished_overview(db)] == [demo_id, log.session_id]  # newest first
+
+
+def test_rems_end_of_monitoring_is_when_the_clinician_ended_the_session(db: Database) -> None:
+    clock = FakeClock()
+    rec, log = started(db, clock)
+    wf = SessionWorkflow(details(), clock)
+    _run_to_dosing(log, wf, clock)
+    clock.advance(5 * MIN)
+    log.write(wf.log_device("dr"))
+    log.write(wf.start_monitoring("dr"))
+    clock.advance(60 * MIN)
+    log.write(wf.start_recovery("dr"))
+    log.write(wf.start_discharge("dr"))
+    for item in ChecklistItem:
+        log.write(wf.check(item, "dr"))
+    log.write(wf.ready_to_leave("dr"))
+    clock.advance(60 * MIN)
+    log.write(wf.end("dr"))  # 125 min after the first device
+    clock.advance(20 * MIN)  # the console stays open a while: the recording goes on
+    form = rems_for_session(log, clock)
+    assert form is not None and form.total_minutes == pytest.approx(125)
+    rec.end_session()
+    form = rems_for_session(log, clock)
+    assert form is not None and form.total_minutes == pytest.approx(125)  # not the recording's end
