@@ -50,6 +50,8 @@ class Subscription:
     label: str
     #: subscribe only if the device has it (e.g. PLX spot-check next to continuous measurement)
     optional: bool = False
+    #: a continuous stream (silence = trouble); False for values sent now and then (spot-checks)
+    streams: bool = True
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ class DeviceLink:
         #: pairings this link started (a device that refused data until the link was encrypted)
         self.pairings = 0
         self._paired = False
+        self._streaming = self.spec.streaming
         self._unavailable_logged = False
         self.rssi: int | None = None
 
@@ -189,8 +190,9 @@ class DeviceLink:
             self._sink.forget_device(self._placeholder)
         self.device_id = device.address
         self.device_name = device.name or self.spec.kind
+        self._streaming = self.spec.streaming
         self._sink.register_device(
-            DeviceInfo(device.address, self.device_name, self.spec.kind, streaming=self.spec.streaming)
+            DeviceInfo(device.address, self.device_name, self.spec.kind, streaming=self._streaming)
         )
         self._report(DeviceState.CONNECTING, self.device_name)
 
@@ -227,6 +229,7 @@ class DeviceLink:
             await self._read_static(client)
             self._last_data_mono = self._clock.monotonic()
             packets_before = self.packets
+            streams = subscribed = 0
             for sub in self.spec.subscriptions:
                 if sub.optional and client.services.get_characteristic(sub.characteristic) is None:
                     continue
@@ -235,6 +238,11 @@ class DeviceLink:
                 await self._secured(
                     client, functools.partial(client.start_notify, sub.characteristic, callback)
                 )
+                subscribed += 1
+                streams += sub.streams
+            if not subscribed:
+                raise BleakError(f"{self.device_name} offers none of the characteristics its profile needs")
+            self._streaming_now(self.spec.streaming and streams > 0)
             for char, payload in self.spec.start_commands:
                 await self._secured(
                     client, functools.partial(client.write_gatt_char, char, payload, response=False)
@@ -268,9 +276,18 @@ class DeviceLink:
                 return "link lost (disconnected)"
             last = self._last_data_mono
             now = self._clock.monotonic()
-            if self.spec.streaming and last is not None and now - last >= self._stale_after:
+            if self._streaming and last is not None and now - last >= self._stale_after:
                 return f"no data for {now - last:.0f} s; reconnecting"
             del done
+
+    def _streaming_now(self, streaming: bool) -> None:
+        """Whether silence means trouble for this connection (not for a spot-check-only oximeter)."""
+        if streaming != self._streaming:
+            # tell the session too: its no-data watchdog follows DeviceInfo.streaming
+            self._sink.register_device(
+                DeviceInfo(self.device_id, self.device_name, self.spec.kind, streaming=streaming)
+            )
+        self._streaming = streaming
 
     async def _secured[T](self, client: BleakClient, operation: Callable[[], Awaitable[T]]) -> T:
         """Run a GATT operation; if the device refuses it until paired, pair (once) and run it again.

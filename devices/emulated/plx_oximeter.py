@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import UTC, datetime
 
 from bumble import gatt
 from bumble.core import UUID
 
-from devices.emulated.peripheral import DEFAULT_ADVERTISING_INTERVAL_MS, TickingPeripheral
+from devices.emulated.peripheral import DEFAULT_ADVERTISING_INTERVAL_MS, TickingPeripheral, cccd_bit
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import Scenario, VitalsPoint
 from devices.plx.parser import (
@@ -23,9 +24,14 @@ from devices.plx.parser import (
 # UUIDs (gatt.md, "Pulse Oximeter Service 0x1822")
 PLX_SERVICE = UUID.from_16_bits(0x1822, "Pulse Oximeter")
 PLX_CONTINUOUS_MEASUREMENT = UUID.from_16_bits(0x2A5F, "PLX Continuous Measurement")
+PLX_SPOT_CHECK_MEASUREMENT = UUID.from_16_bits(0x2A5E, "PLX Spot-check Measurement")
 PLX_FEATURES = UUID.from_16_bits(0x2A60, "PLX Features")
 
 DEFAULT_NAME = "KAP-Emu PLX"
+#: The oximeter's clock at scenario time 0 (UTC 2026-01-01T09:00:00, the emulated cuff's epoch).
+SPOT_CHECK_EPOCH = 1_767_258_000.0
+
+log = logging.getLogger(__name__)
 
 
 #: Perfusion index (%) below which the emulator flags low perfusion.
@@ -128,6 +134,11 @@ class EmulatedPlxOximeter(TickingPeripheral):
     not anyone listens, starting at `start(at_s)`. When the scenario says the wearable is out of
     range (`VitalsPoint.in_range` False) it vanishes and comes back by itself. The lifecycle
     (start/stop/vanish/come_back/go_away/inject) is devices.emulated.peripheral's.
+
+    `spot_check_every_s` adds the Spot-check Measurement 0x2A5E: every that many scenario seconds
+    the point is indicated (timestamped by the oximeter's clock, `SPOT_CHECK_EPOCH` + t) and each
+    confirmed one is logged in `spot_checks`. `continuous=False` leaves 0x2A5F out: a spot-check-only
+    oximeter, which the profile allows.
     """
 
     service_uuids = (PLX_SERVICE,)
@@ -148,7 +159,13 @@ class EmulatedPlxOximeter(TickingPeripheral):
         demonstration: bool = False,
         silent_vanish: bool = False,
         history: int = 1000,
+        continuous: bool = True,
+        spot_check_every_s: float | None = None,
     ) -> None:
+        if not continuous and spot_check_every_s is None:
+            raise ValueError("a PLX oximeter offers continuous measurements, spot-checks or both")
+        if spot_check_every_s is not None and spot_check_every_s < self.tick_s:
+            raise ValueError(f"spot_check_every_s must be at least {self.tick_s} s")
         super().__init__(
             radio,
             scenario,
@@ -164,18 +181,58 @@ class EmulatedPlxOximeter(TickingPeripheral):
             history=history,
         )
         self.demonstration = demonstration
+        self.continuous = continuous
+        self.spot_check_every_s = spot_check_every_s
+        self._spot_char: gatt.Characteristic[bytes] | None = None
+        #: (scenario time, bytes) of the spot-checks a central confirmed, oldest first
+        self.spot_checks: list[tuple[float, bytes]] = []
 
     def _gatt_services(self) -> list[gatt.Service]:
-        self._stream_char = gatt.Characteristic(
-            PLX_CONTINUOUS_MEASUREMENT,
-            gatt.Characteristic.Properties.NOTIFY,
-            gatt.Characteristic.READABLE,
-            b"",
-        )
+        chars: list[gatt.Characteristic[bytes]] = []
+        if self.continuous:
+            self._stream_char = gatt.Characteristic(
+                PLX_CONTINUOUS_MEASUREMENT,
+                gatt.Characteristic.Properties.NOTIFY,
+                gatt.Characteristic.READABLE,
+                b"",
+            )
+            chars.append(self._stream_char)
+        if self.spot_check_every_s is not None:
+            self._spot_char = gatt.Characteristic(
+                PLX_SPOT_CHECK_MEASUREMENT,
+                gatt.Characteristic.Properties.INDICATE,
+                gatt.Characteristic.READABLE,
+                b"",
+            )
+            chars.append(self._spot_char)
         features = gatt.Characteristic(
             PLX_FEATURES, gatt.Characteristic.Properties.READ, gatt.Characteristic.READABLE, encode_features()
         )
-        return [gatt.Service(PLX_SERVICE, [self._stream_char, features])]
+        return [gatt.Service(PLX_SERVICE, [*chars, features])]
+
+    def _forget_gatt(self) -> None:
+        super()._forget_gatt()
+        self._spot_char = None
 
     async def _send_tick(self, t: float, tick: int, point: VitalsPoint) -> None:
-        await self._notify(encode_continuous(point, demonstration=self.demonstration), t)
+        if self.continuous:
+            await self._notify(encode_continuous(point, demonstration=self.demonstration), t)
+        every = self.spot_check_every_s
+        if every is not None and tick % max(1, round(every / self.tick_s)) == 0:
+            when = datetime.fromtimestamp(SPOT_CHECK_EPOCH + t, UTC).replace(tzinfo=None)
+            self._spawn(self._indicate_spot_check(t, encode_spot_check(point, when)))
+
+    async def _indicate_spot_check(self, t: float, value: bytes) -> None:
+        """Indicate a spot-check to every central that enabled indications (each confirms it)."""
+        device, characteristic = self._device, self._spot_char
+        if device is None or characteristic is None:
+            return
+        for connection in list(device.connections.values()):
+            if not cccd_bit(device, connection, characteristic, 0x02):
+                continue
+            try:
+                await device.indicate_subscriber(connection, characteristic, value)
+            except Exception as exc:  # the link died under us
+                log.debug("oximeter: spot-check indication to %s failed: %r", connection.peer_address, exc)
+                continue
+            self.spot_checks.append((t, value))

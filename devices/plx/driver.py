@@ -20,11 +20,15 @@ def plx_spec() -> DriverSpec:
     return DriverSpec(
         kind="pulse-oximeter",
         service_uuids=(PLX_SERVICE,),
+        # the profile requires one of the two, not both: a spot-check-only oximeter is a PLX
+        # oximeter too (the link refuses a device that offers neither)
         subscriptions=(
-            Subscription(PLX_CONTINUOUS, _decode_continuous, "PLX continuous 0x2A5F"),
+            Subscription(PLX_CONTINUOUS, _decode_continuous, "PLX continuous 0x2A5F", optional=True),
             # spot-checks (indicated) when the oximeter offers them; stored ones come flagged
             # FROM_STORAGE (status bit 9) and carry their own timestamp (gatt.md)
-            Subscription(PLX_SPOT_CHECK, _decode_spot_check, "PLX spot-check 0x2A5E", optional=True),
+            Subscription(
+                PLX_SPOT_CHECK, _decode_spot_check, "PLX spot-check 0x2A5E", optional=True, streams=False
+            ),
         ),
     )
 

@@ -1,4 +1,4 @@
-"""The PLX driver spec: continuous measurements always, spot-checks when the oximeter has them."""
+"""The PLX driver spec: continuous measurements and spot-checks, each when the oximeter has them."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from devices.plx.parser import ParseError, build_plx_continuous, build_plx_spot_
 from kapmonitor.measurements import Numeric, Param, Quality
 
 
-def test_the_spot_check_subscription_is_optional_and_the_continuous_one_is_not() -> None:
+def test_both_subscriptions_are_optional_and_only_the_continuous_one_streams() -> None:
+    # the profile requires one of the two (a spot-check-only oximeter exists); the link refuses a
+    # device with neither, and only a continuous stream makes silence a fault
     subs = {s.characteristic: s for s in plx_spec().subscriptions}
-    assert not subs[PLX_CONTINUOUS].optional
-    assert subs[PLX_SPOT_CHECK].optional
+    assert subs[PLX_CONTINUOUS].optional and subs[PLX_CONTINUOUS].streams
+    assert subs[PLX_SPOT_CHECK].optional and not subs[PLX_SPOT_CHECK].streams
 
 
 def test_a_stored_spot_check_decodes_to_values_flagged_from_storage() -> None:

@@ -26,9 +26,10 @@ from devices.emulated.plx_oximeter import EmulatedPlxOximeter
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import SCENARIOS
 from devices.emulated.viatom_oximeter import EmulatedViatomOximeter
+from devices.plx.parser import parse_plx_spot_check
 from devices.registry import BP_CUFF, HR_STRAP, OXIMETER, specs_for_role
 from kapmonitor.clock import Clock, ScaledClock, SystemClock
-from kapmonitor.measurements import DeviceState, Param
+from kapmonitor.measurements import DeviceState, Param, Quality
 from kapmonitor.session import Session, SessionEvent
 from kapmonitor.storage import Recorder, open_database, queries
 from ui.app import parse_args
@@ -370,6 +371,72 @@ async def test_injected_malformed_packets_are_counted_recorded_and_good_values_f
         # the same seed gives the same packets
         again = MalformedInjector(oximeter, seed=4, structured=PLX_STRUCTURED, keep=plx_is_malformed)
         assert [again.next_packet() for _ in injected] == injected
+
+
+# ------------------------------------------------------------------------------ PLX spot-checks
+
+
+@pytest.mark.asyncio
+async def test_a_spot_check_only_oximeter_is_recorded_and_its_silences_are_not_faults(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    speed = 40.0
+    clock = JumpClock(ScaledClock(SystemClock(), speed))
+    # one spot-check every 20 scenario s: longer than the stream watchdog's threshold
+    oximeter = EmulatedPlxOximeter(
+        radio,
+        SCENARIOS["normal"](13),
+        speed=speed,
+        advertising_interval_ms=ADV_MS,
+        continuous=False,
+        spot_check_every_s=20.0,
+    )
+    assert oximeter.spot_check_every_s is not None and oximeter.spot_check_every_s > STALE_AFTER_S
+    async with console(tmp_path, OXIMETER, oximeter, clock) as rig:
+        await rig.until(lambda: rig.state(oximeter.address) is DeviceState.CONNECTED)
+        # the console takes a value before the emulator has its confirmation: wait for both
+        await rig.until(lambda: rig.count(Param.SPO2) >= 4 and len(oximeter.spot_checks) >= 4, timeout=WAIT_S)
+        sent = [parse_plx_spot_check(raw).spo2 for _t, raw in oximeter.spot_checks]
+        _mono, _wall, values = queries.numerics(rig.recorder.db, rig.sid, Param.SPO2)
+        assert values.tolist()[:4] == sent[:4]
+        assert not rig.session.devices[oximeter.address].info.streaming
+        # half a minute of silence passes at once: neither the session's no-data watchdog nor the
+        # link's treats a spot-check device's silence as a fault
+        clock.jump(30.0)
+        rig.session.tick()
+        assert not rig.session.is_stale(oximeter.address)
+        before = rig.count(Param.SPO2)
+        await rig.until(lambda: rig.count(Param.SPO2) >= before + 1, timeout=WAIT_S)
+        assert rig.link.connections == 1 and rig.state(oximeter.address) is DeviceState.CONNECTED
+
+
+@pytest.mark.asyncio
+async def test_an_oximeter_with_both_measurements_delivers_both(radio: VirtualRadio, tmp_path: Path) -> None:
+    # the continuous stream says "demonstration data" (status bit 10), the spot-checks do not: the
+    # recorded quality tells which characteristic each value came through
+    oximeter = EmulatedPlxOximeter(
+        radio,
+        SCENARIOS["normal"](14),
+        speed=SPEED,
+        advertising_interval_ms=ADV_MS,
+        spot_check_every_s=2.0,
+        demonstration=True,
+    )
+    async with console(tmp_path, OXIMETER, oximeter, scaled_clock()) as rig:
+        await rig.until(lambda: len(oximeter.spot_checks) >= 3)  # confirmed by the console's bleak
+        await rig.until(lambda: rig.count(Param.SPO2) >= 10)
+        qualities = [
+            Quality(q)
+            for (q,) in rig.recorder.db.execute(
+                "SELECT quality FROM numerics WHERE session_id = ? AND param = 'spo2'", (rig.sid,)
+            )
+        ]
+        continuous = [q for q in qualities if q & Quality.DEMO]
+        spot = [q for q in qualities if not q & Quality.DEMO]
+        assert len(continuous) >= 5 and len(spot) >= 3
+        assert len(spot) <= len(oximeter.spot_checks)  # each recorded once
+        assert rig.link.malformed == 0 and rig.link.connections == 1
+        assert rig.session.devices[oximeter.address].info.streaming
 
 
 # ----------------------------------------------------------------------------------------- battery
