@@ -61,6 +61,10 @@ class DeviceLink:
     one device (the one remembered from the last session). `scanner_backend`/`client_backend` are
     bleak backend classes; None means the platform backend (hardware). The emulated devices pass
     the bumble backend: nothing else differs.
+
+    Each connection reads Device Information and the battery (then follows a notified battery),
+    pairs if the device refuses data until paired, resets stream decoders and subscribes; silence
+    on a streaming subscription for `stale_after_s` counts as a vanished device.
     """
 
     def __init__(
