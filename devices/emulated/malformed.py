@@ -8,6 +8,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from devices.bp.parser import ParseError as BPParseError
+from devices.bp.parser import parse_bp_measurement
+from devices.hr.parser import ParseError as HRParseError
+from devices.hr.parser import parse_heart_rate
 from devices.plx.parser import ParseError, build_plx_continuous, parse_plx_continuous
 from devices.viatom.parser import build_frame
 
@@ -52,13 +56,41 @@ BERRYMED_STRUCTURED: tuple[bytes, ...] = (
 )
 
 
-def plx_is_malformed(raw: bytes) -> bool:
-    """True when parse_plx_continuous refuses `raw` (the filter for random PLX packets)."""
-    try:
-        parse_plx_continuous(raw)
-    except ParseError:
-        return True
-    return False
+#: Hand-made malformed 0x2A37 packets (docs/devices/hr.md): every one announces more than it carries.
+HR_STRUCTURED: tuple[bytes, ...] = (
+    b"",  # empty
+    b"\x01\x48",  # a 16-bit value announced, one byte sent
+    b"\x10\x48\x00",  # an RR interval cut in half
+    b"\x16\x4c\x28",  # gatt.md's example with its last byte lost
+)
+_BP_EXAMPLE = bytes.fromhex("1E 78 00 50 00 5D 00 E8 07 05 06 07 08 09 48 00 01 04 00")  # gatt.md
+#: Hand-made malformed 0x2A35 indications (docs/devices/bp.md): cut short, or trailing garbage.
+BP_STRUCTURED: tuple[bytes, ...] = (
+    _BP_EXAMPLE[:10],  # cut inside the timestamp
+    _BP_EXAMPLE[:-1],  # status cut short
+    _BP_EXAMPLE + b"\x00",  # trailing byte, no reserved flag
+    b"\x00\x78\x00",  # flags 0 announce 7 bytes
+)
+
+
+def refused_by(parse: Callable[[bytes], object], error: type[Exception]) -> Callable[[bytes], bool]:
+    """A `keep` filter: True for bytes that `parse` refuses with its own `error`."""
+
+    def refused(raw: bytes) -> bool:
+        try:
+            parse(raw)
+        except error:
+            return True
+        return False
+
+    return refused
+
+
+#: True when parse_plx_continuous refuses `raw` (the filter for random PLX packets).
+plx_is_malformed = refused_by(parse_plx_continuous, ParseError)
+#: The same for the HR strap and the BP cuff.
+hr_is_malformed = refused_by(parse_heart_rate, HRParseError)
+bp_is_malformed = refused_by(parse_bp_measurement, BPParseError)
 
 
 class MalformedInjector:

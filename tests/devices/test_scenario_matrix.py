@@ -16,15 +16,24 @@ import pytest
 from devices.berrymed.driver import berrymed_spec
 from devices.berrymed.parser import parse_packet
 from devices.bp.driver import bp_spec
+from devices.bp.parser import ParseError as BPParseError
+from devices.driver import DriverSpec
 from devices.emulated.berrymed_oximeter import packet_for
 from devices.emulated.bp_cuff import encode_reading
 from devices.emulated.hr_strap import encode_measurement
-from devices.emulated.malformed import BERRYMED_STRUCTURED, PLX_STRUCTURED, VIATOM_STRUCTURED
+from devices.emulated.malformed import (
+    BERRYMED_STRUCTURED,
+    BP_STRUCTURED,
+    HR_STRUCTURED,
+    PLX_STRUCTURED,
+    VIATOM_STRUCTURED,
+)
 from devices.emulated.pleth import PlethSample
 from devices.emulated.plx_oximeter import encode_continuous
 from devices.emulated.scenario import SCENARIOS, TRANSPORT_FAULTS, VitalsPoint
 from devices.emulated.viatom_oximeter import params_frame
 from devices.hr.driver import hr_spec
+from devices.hr.parser import ParseError as HRParseError
 from devices.plx.driver import plx_spec
 from devices.plx.parser import ParseError
 from devices.viatom.driver import viatom_spec
@@ -42,8 +51,6 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     ("sensor_off", "bp"): "the oximeter's finger-out episode: the cuff is a separate device",
     ("low_battery", "berrymed"): "the BCI protocol carries no battery level",
     ("disconnect_return", "bp"): "the cuff is tested leaving and returning with vanish() (stored readings)",
-    ("malformed", "hr"): "the demo injects malformed packets into the oximeter only",
-    ("malformed", "bp"): "the demo injects malformed packets into the oximeter only",
 }
 
 #: Scenario time inside each scenario's episode (scenario.py's catalogue).
@@ -163,16 +170,23 @@ def _disconnect_return(kind: str, point: VitalsPoint, out: list[Measurement]) ->
     assert _pulse(kind, out) is not None
 
 
-STRUCTURED = {"plx": PLX_STRUCTURED, "viatom": VIATOM_STRUCTURED, "berrymed": BERRYMED_STRUCTURED}
+#: each kind's hand-made malformed packets, its decoder, and its own error (the proprietary
+#: parsers share the PLX one)
+MALFORMED: dict[str, tuple[tuple[bytes, ...], Callable[[], DriverSpec], type[ValueError]]] = {
+    "plx": (PLX_STRUCTURED, plx_spec, ParseError),
+    "viatom": (VIATOM_STRUCTURED, viatom_spec, ParseError),
+    "berrymed": (BERRYMED_STRUCTURED, berrymed_spec, ParseError),
+    "hr": (HR_STRUCTURED, hr_spec, HRParseError),
+    "bp": (BP_STRUCTURED, lambda: bp_spec(UTC), BPParseError),
+}
 
 
 def _malformed(kind: str, point: VitalsPoint, out: list[Measurement]) -> None:
     assert "malformed" in TRANSPORT_FAULTS
-    decode = (
-        {"plx": plx_spec, "viatom": viatom_spec, "berrymed": berrymed_spec}[kind]().subscriptions[0].decode
-    )
-    for raw in STRUCTURED[kind]:
-        with pytest.raises(ParseError):  # the proprietary parsers share the PLX error
+    packets, spec, error = MALFORMED[kind]
+    decode = spec().subscriptions[0].decode
+    for raw in packets:
+        with pytest.raises(error):
             decode(raw, "dev", 1.0, 2.0)
 
 
