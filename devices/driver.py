@@ -68,6 +68,9 @@ class DriverSpec:
     streaming: bool = True
     #: the service alone is not enough (a generic one, like the Nordic UART service): a name must match
     name_required: bool = False
+    #: a Record Access Control Point (0x2A52) to ask, after subscribing, for the records the device
+    #: stored while disconnected (PLX spot-checks, gatt.md "RACP"); used only if the device has it
+    record_access: str | None = None
 
     def matches(self, name: str | None, service_uuids: Sequence[str]) -> bool:
         """Whether an advertisement belongs to this kind of device."""

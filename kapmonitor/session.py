@@ -21,6 +21,7 @@ from kapmonitor.measurements import (
     Measurement,
     Numeric,
     Param,
+    Quality,
     Waveform,
 )
 from kapmonitor.ringbuffer import RingBuffer
@@ -138,6 +139,8 @@ class Session:
         #: Every blood-pressure reading of the session in arrival order (stored ones included).
         self.bp_readings: list[BloodPressure] = []
         self._bp_seen: set[tuple[str, float | None, float | None, float | None, float | None]] = set()
+        #: (device, param, wall) of the stored values recorded (a device re-uploading its memory)
+        self._stored_seen: set[tuple[str, Param, float]] = set()
         #: Set while the recorder cannot write (shown on screen); None when recording works.
         self.recording_error: str | None = None
         self._wall_offset = self.started_wall - self.started_mono
@@ -239,6 +242,9 @@ class Session:
                 if self.alarms is not None:
                     self.alarms.set_technical(TechnicalCondition.NO_DATA, m.device, False)
             if isinstance(m, Numeric):
+                if m.quality & Quality.FROM_STORAGE:
+                    self._ingest_stored(m)
+                    continue
                 self._ingest_numeric(m)
                 numerics.append(m)
                 if self.alarms is not None:
@@ -256,6 +262,20 @@ class Session:
             trend = self.trends[n.param] = RingBuffer(self._trend_capacity)
         trend.append(n.mono, n.value)
         self.latest[n.param] = n
+        if self._sink is not None:
+            self._sink.add_numeric(n)
+
+    def _ingest_stored(self, n: Numeric) -> None:
+        """A value from a device's memory (e.g. a PLX spot-check uploaded through RACP).
+
+        Like a stored cuff reading: recorded once at its own time (a re-upload of the same device
+        and time is ignored), never the live value, never in the live trend, never alarmed on.
+        """
+        key = (n.device, n.param, n.wall)
+        if key in self._stored_seen:
+            log.debug("stored value already recorded, ignored: %s", key)
+            return
+        self._stored_seen.add(key)
         if self._sink is not None:
             self._sink.add_numeric(n)
 

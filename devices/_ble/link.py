@@ -15,6 +15,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
+from devices._ble.racp import RESPONSE_TIMEOUT_S as RACP_TIMEOUT_S
+from devices._ble.racp import RacpError, RecordAccessClient
 from devices.battery import ParseError as BatteryParseError
 from devices.battery import parse_battery_level
 from devices.driver import (
@@ -64,7 +66,8 @@ class DeviceLink:
 
     Each connection reads Device Information and the battery (then follows a notified battery),
     pairs if the device refuses data until paired, resets stream decoders and subscribes; silence
-    on a streaming subscription for `stale_after_s` counts as a vanished device.
+    on a streaming subscription for `stale_after_s` counts as a vanished device. A device with the
+    spec's Record Access Control Point is then asked for its stored records (`_upload_stored`).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class DeviceLink:
         stale_after_s: float = STALE_AFTER_S,
         backoff_s: Sequence[float] = BACKOFF_S,
         watchdog_period_s: float = WATCHDOG_PERIOD_S,
+        racp_timeout_s: float = RACP_TIMEOUT_S,
     ) -> None:
         self.specs: tuple[DriverSpec, ...] = (specs,) if isinstance(specs, DriverSpec) else tuple(specs)
         if not self.specs:
@@ -102,6 +106,11 @@ class DeviceLink:
         self._stale_after = stale_after_s
         self._backoff = tuple(backoff_s) or (1.0,)
         self._watchdog_period = watchdog_period_s
+        self._racp_timeout = racp_timeout_s
+        #: how the last stored-records request (RACP) went; None until one was made
+        self.stored_upload: str | None = None
+        #: stored-records requests that got their final answer (one per connection at most)
+        self.stored_uploads = 0
         self._stop = asyncio.Event()
         self._last_data_mono: float | None = None
         #: until a device is found, the link reports under a placeholder id for its kind
@@ -229,6 +238,7 @@ class DeviceLink:
         got_data = False
         reason = "disconnected"
         self._paired = False
+        upload: asyncio.Task[None] | None = None
         try:
             await self._read_static(client)
             self._last_data_mono = self._clock.monotonic()
@@ -252,11 +262,19 @@ class DeviceLink:
                     client, functools.partial(client.write_gatt_char, char, payload, response=False)
                 )
             self._report(DeviceState.CONNECTED, self._describe())
+            racp = self.spec.record_access
+            if racp is not None and client.services.get_characteristic(racp) is not None:
+                # stored records come in while the link watches, like any other data
+                upload = asyncio.create_task(self._upload_stored(client, racp))
             reason = await self._watch(gone)
             got_data = self.packets > packets_before
         except (BleakError, TimeoutError, OSError) as exc:
             reason = f"link error: {exc or type(exc).__name__}"
         finally:
+            if upload is not None and not upload.done():
+                upload.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upload
             if client.is_connected:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.disconnect(), 5.0)
@@ -264,6 +282,34 @@ class DeviceLink:
             return got_data
         self._report(DeviceState.LOST, reason)
         return got_data
+
+    async def _upload_stored(self, client: BleakClient, characteristic: str) -> None:
+        """Ask the device for the records it stored while disconnected (gatt.md "RACP").
+
+        The records arrive through their own subscription (PLX: 0x2A5E with status bit 9) and are
+        placed, flagged and de-duplicated there and in the session. A failure or a missing answer
+        is logged and changes nothing else: the link keeps streaming.
+        """
+        racp = RecordAccessClient(client, characteristic, timeout_s=self._racp_timeout)
+        secured = functools.partial(self._secured, client)
+        try:
+            await racp.enable(secured)
+            result = await racp.upload_all(secured)
+        except asyncio.CancelledError:
+            raise
+        except (BleakError, TimeoutError, RacpError, OSError) as exc:
+            self.stored_upload = f"failed: {type(exc).__name__}: {exc}"
+            log.warning("%s: stored records not uploaded: %s", self.device_id, self.stored_upload)
+            return
+        except Exception:  # never let the stored-records request end the link
+            self.stored_upload = "failed: unexpected error"
+            log.exception("%s: stored records request failed", self.device_id)
+            return
+        self.stored_uploads += 1
+        self.stored_upload = f"{result.announced} record(s)" + (
+            "" if result.response is None else f", response {result.response.code!r}"
+        )
+        log.info("%s: stored records uploaded: %s", self.device_id, self.stored_upload)
 
     async def _watch(self, gone: asyncio.Event) -> str:
         """Wait for a disconnect, a stop, or data staleness; say which."""

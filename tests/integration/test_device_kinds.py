@@ -17,6 +17,7 @@ from pytestqt.qtbot import QtBot
 
 from devices._ble.bumble_backend import bumble_backends
 from devices._ble.link import STALE_AFTER_S, WATCHDOG_PERIOD_S, DeviceLink
+from devices._ble.racp import RESPONSE_TIMEOUT_S as RACP_TIMEOUT_S
 from devices.bp.parser import parse_bp_measurement
 from devices.emulated.berrymed_oximeter import EmulatedBerryMedOximeter
 from devices.emulated.bp_cuff import EmulatedBPCuff
@@ -36,6 +37,7 @@ from devices.emulated.scenario import SCENARIOS
 from devices.emulated.viatom_oximeter import EmulatedViatomOximeter
 from devices.plx.parser import parse_plx_spot_check
 from devices.registry import BP_CUFF, HR_STRAP, OXIMETER, specs_for_role
+from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.measurements import DeviceState, Param, Quality
 from kapmonitor.session import Session, SessionEvent
@@ -119,13 +121,22 @@ class Rig:
 
 
 @asynccontextmanager
-async def console(tmp_path: Path, role: str, emulator: Emulator, clock: JumpClock) -> AsyncIterator[Rig]:
+async def console(
+    tmp_path: Path,
+    role: str,
+    emulator: Emulator,
+    clock: JumpClock,
+    *,
+    alarms: AlarmEngine | None = None,
+    at_s: float = 0.0,
+    racp_timeout_s: float = RACP_TIMEOUT_S,
+) -> AsyncIterator[Rig]:
     """A recording session with one DeviceLink for `role`, built as the app builds it."""
-    await emulator.start()
+    await emulator.start(at_s)
     db = open_database(tmp_path / "kap.sqlite")
     recorder = Recorder(db, clock)
     recorder.begin_session(kind="demo")
-    session = Session(clock, recorder)
+    session = Session(clock, recorder, alarms=alarms)
     scanner, client = bumble_backends(emulator.radio)
     link = DeviceLink(
         specs_for_role(role),
@@ -136,6 +147,7 @@ async def console(tmp_path: Path, role: str, emulator: Emulator, clock: JumpCloc
         role=role,
         backoff_s=(0.1,),
         watchdog_period_s=0.2,
+        racp_timeout_s=racp_timeout_s,
     )
     task = asyncio.create_task(link.run())
     try:
@@ -445,6 +457,104 @@ async def test_an_oximeter_with_both_measurements_delivers_both(radio: VirtualRa
         assert len(spot) <= len(oximeter.spot_checks)  # each recorded once
         assert rig.link.malformed == 0 and rig.link.connections == 1
         assert rig.session.devices[oximeter.address].info.streaming
+
+
+# ----------------------------------------------------------------------- PLX stored spot-checks (RACP)
+
+
+def _stored_rows(rig: Rig) -> list[tuple[float, float, float | None, int]]:
+    """(mono, t_utc, value, quality) of the SpO2 rows recorded as from storage, in time order."""
+    sql = (
+        "SELECT mono, t_utc, value, quality FROM numerics WHERE session_id = ? AND param = 'spo2'"
+        " AND quality & ? ORDER BY mono"
+    )
+    return [tuple(r) for r in rig.recorder.db.execute(sql, (rig.sid, int(Quality.FROM_STORAGE)))]
+
+
+@pytest.mark.asyncio
+async def test_stored_spot_checks_are_uploaded_placed_by_their_time_recorded_once_and_never_alarmed(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    clock = scaled_clock()
+    start = 600.0  # the console connects at scenario minute 10, after the desaturation at ~3-4 min
+    scenario = SCENARIOS["desaturation"](3)
+    tz = tzlocal.get_localzone()
+    epoch = clock.wall() - start  # scenario time `start` is the console's now
+    # the oximeter's clock shows the console's local time (registry: plx_spec() uses the local zone)
+    oximeter = EmulatedPlxOximeter(
+        radio,
+        scenario,
+        speed=SPEED,
+        advertising_interval_ms=ADV_MS,
+        record_memory=10,
+        epoch=epoch,
+        tz=tz,
+    )
+    taken = (100.0, 200.0, 240.0)  # spot-checks taken while no console was connected
+    for t in taken:
+        oximeter.store_spot_check(t)
+    values = [scenario.at(t).spo2 for t in taken]
+    assert values[1] is not None and values[1] < 85  # would be the high-priority low-SpO2 alarm live
+    engine = AlarmEngine(clock, kap_defaults(), hold_off_s=0.0)
+    async with console(tmp_path, OXIMETER, oximeter, clock, alarms=engine, at_s=start) as rig:
+        await rig.until(lambda: rig.link.stored_uploads == 1)
+        assert oximeter.racp_writes == [b"\x04\x01", b"\x01\x01"]  # gatt.md: count, then all records
+        assert len(oximeter.uploaded) == 3 and rig.link.stored_upload is not None
+        assert rig.link.stored_upload.startswith("3 record(s)")
+        await rig.until(lambda: rig.count(Param.SPO2) >= 5)  # live values flow as usual
+        rows = _stored_rows(rig)
+        # placed by their own time (the oximeter's clock, whole seconds), not by their arrival
+        own = [oximeter.clock_datetime(t).replace(tzinfo=tz).timestamp() for t in taken]
+        assert [r[1] for r in rows] == own
+        assert all(0.0 <= epoch + t - w < 1.0 for w, t in zip(own, taken, strict=True))
+        assert [r[2] for r in rows] == values
+        connected = next(mono for mono, state, _d in _events(rig, oximeter.address) if state == "connected")
+        assert all(r[0] < connected - 300.0 for r in rows)  # mono moved back by the record's age
+        # never the live value, never in the live trend
+        latest = rig.session.latest[Param.SPO2]
+        assert not latest.quality & Quality.FROM_STORAGE
+        assert latest.value is not None and latest.value >= 90.0  # the scenario is back to normal
+        _t, trend = rig.session.trends[Param.SPO2].arrays()
+        assert values[1] not in trend.tolist() and values[2] not in trend.tolist()
+
+        # the oximeter drops out and comes back: it uploads the same three records again
+        await oximeter.vanish()
+        await rig.until(lambda: rig.state(oximeter.address) is not DeviceState.CONNECTED)
+        await oximeter.come_back()
+        await rig.until(lambda: rig.link.stored_uploads == 2, timeout=15.0)
+        assert rig.link.connections == 2 and len(oximeter.uploaded) == 6
+        assert _stored_rows(rig) == rows  # recorded once
+        # no alarm of any kind for the stored low SpO2, on either connection
+        rig.session.tick()
+        assert [a for a in engine.history() if a.param is Param.SPO2] == []
+        assert rig.link.malformed == 0
+
+
+@pytest.mark.asyncio
+async def test_an_oximeter_that_never_answers_racp_is_logged_and_keeps_streaming(
+    radio: VirtualRadio, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    oximeter = EmulatedPlxOximeter(
+        radio,
+        SCENARIOS["normal"](6),
+        speed=SPEED,
+        advertising_interval_ms=ADV_MS,
+        record_memory=5,
+        racp_mute=True,
+    )
+    oximeter.store_spot_check(10.0)
+    caplog.set_level("WARNING", logger="devices._ble.link")
+    async with console(tmp_path, OXIMETER, oximeter, scaled_clock(), at_s=60.0, racp_timeout_s=0.5) as rig:
+        await rig.until(lambda: rig.link.stored_upload is not None)
+        assert rig.link.stored_upload is not None and rig.link.stored_upload.startswith(
+            "failed: TimeoutError"
+        )
+        assert oximeter.racp_writes == [b"\x04\x01"]
+        assert any("stored records not uploaded" in r.getMessage() for r in caplog.records)
+        before = rig.count(Param.SPO2)
+        await rig.until(lambda: rig.count(Param.SPO2) >= before + 3)  # the link goes on
+        assert rig.state(oximeter.address) is DeviceState.CONNECTED and rig.link.connections == 1
+        assert rig.link.stored_uploads == 0 and _stored_rows(rig) == []
 
 
 # ----------------------------------------------------------------------------------------- battery
