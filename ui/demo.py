@@ -13,9 +13,13 @@ from devices.emulated.bp_cuff import EmulatedBPCuff
 from devices.emulated.hr_strap import EmulatedHeartRateStrap
 from devices.emulated.malformed import (
     BERRYMED_STRUCTURED,
+    BP_STRUCTURED,
+    HR_STRUCTURED,
     PLX_STRUCTURED,
     VIATOM_STRUCTURED,
     MalformedInjector,
+    bp_is_malformed,
+    hr_is_malformed,
     plx_is_malformed,
 )
 from devices.emulated.plx_oximeter import EmulatedPlxOximeter
@@ -64,7 +68,10 @@ class Demo:
         self.oximeter: EmulatedPlxOximeter | None = None
         self.cuff: EmulatedBPCuff | None = None
         self.strap: EmulatedHeartRateStrap | None = None
+        #: the oximeter's malformed-packet injector (`--scenario malformed`)
         self.injector: MalformedInjector | None = None
+        #: every running injector: the oximeter's, the HR strap's and the BP cuff's
+        self.injectors: list[MalformedInjector] = []
 
     async def start(self) -> tuple[ScannerBackend, ClientBackend]:
         """Power the virtual radio, start the wearables; return the bleak backend classes."""
@@ -85,7 +92,7 @@ class Demo:
         await self.cuff.start()
         await self.strap.start()
         if self.scenario_name in TRANSPORT_FAULTS:
-            # malformed packets every 5 scenario seconds, of the oximeter's own protocol
+            # malformed packets every 5 scenario seconds into every wearable, each of its own protocol
             if self.oximeter_kind == "plx":
                 self.injector = MalformedInjector(
                     self.oximeter, seed=self.seed, structured=PLX_STRUCTURED, keep=plx_is_malformed
@@ -93,7 +100,13 @@ class Demo:
             else:
                 structured = VIATOM_STRUCTURED if self.oximeter_kind == "viatom" else BERRYMED_STRUCTURED
                 self.injector = MalformedInjector(self.oximeter, seed=self.seed, structured=structured)
-            self.injector.start()
+            self.injectors = [
+                self.injector,
+                MalformedInjector(self.strap, seed=self.seed, structured=HR_STRUCTURED, keep=hr_is_malformed),
+                MalformedInjector(self.cuff, seed=self.seed, structured=BP_STRUCTURED, keep=bp_is_malformed),
+            ]
+            for injector in self.injectors:
+                injector.start()
         log.info(
             "demo: scenario %s (seed %d, speed %g): oximeter %s, BP cuff %s, HR strap %s",
             self.scenario_name,
@@ -107,8 +120,8 @@ class Demo:
 
     async def stop(self) -> None:
         """Stop the wearables and the radio."""
-        if self.injector is not None:
-            await self.injector.stop()
+        for injector in self.injectors:
+            await injector.stop()
         for device in (self.oximeter, self.cuff, self.strap):
             if device is not None:
                 await device.stop()

@@ -754,8 +754,69 @@ async def test_every_scenario_is_selectable_with_the_command_line(name: str) -> 
         devices = [demo.oximeter, demo.cuff, demo.strap]
         assert all(d is not None and d.scenario.name == name and d.running for d in devices)
         assert (demo.injector is not None and demo.injector.running) == (name == "malformed")
+        # malformed packets go into every wearable, each of its own protocol
+        targets = [i.emulator for i in demo.injectors if i.running]
+        assert targets == ([demo.oximeter, demo.strap, demo.cuff] if name == "malformed" else [])
+        if name == "malformed":
+            structured = [i.structured for i in demo.injectors]
+            assert structured[1:] == [HR_STRUCTURED, BP_STRUCTURED]
+            assert all(i.keep is not None for i in demo.injectors[1:])
     finally:
         await demo.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_malformed_demo_reaches_the_strap_and_the_cuff_too(tmp_path: Path) -> None:
+    """`--scenario malformed`: the console counts and records bad packets from every wearable."""
+    speed = 20.0  # an injection every 5 scenario s: every 0.25 s of wall time
+    clock = JumpClock(ScaledClock(SystemClock(), speed))
+    demo = Demo(clock, scenario="malformed", seed=7, speed=speed, oximeter="plx")
+    scanner, client = await demo.start()
+    db = open_database(tmp_path / "kap.sqlite")
+    recorder = Recorder(db, clock)
+    recorder.begin_session(kind="demo")
+    session = Session(clock, recorder)
+    links = [
+        DeviceLink(
+            specs_for_role(role),
+            session,
+            clock,
+            scanner_backend=scanner,
+            client_backend=client,
+            role=role,
+            backoff_s=(0.1,),
+        )
+        for role in (OXIMETER, HR_STRAP, BP_CUFF)
+    ]
+    tasks = [asyncio.create_task(link.run()) for link in links]
+    rig = Rig(clock, session, recorder, links[0])
+    try:
+        assert demo.oximeter is not None and demo.strap is not None and demo.cuff is not None
+        addresses = [demo.oximeter.address, demo.strap.address, demo.cuff.address]
+
+        def malformed(address: str) -> int:
+            status = session.devices.get(address)
+            return 0 if status is None else status.counters.malformed
+
+        # the session emits no event for a malformed packet: the oximeter's values wake the wait
+        await rig.until(lambda: all(malformed(a) >= 2 for a in addresses), timeout=15.0)
+        rows = queries.malformed_packets(db, rig.sid)
+        by_device = {a: [bytes(r.data) for r in rows if r.device == a] for a in addresses}
+        sent = {a: i.injected for a, i in zip(addresses, demo.injectors, strict=True)}
+        for address in addresses:
+            # every recorded bad packet is one the injector of that device sent, in order (a cuff
+            # drops what it indicates before the console subscribes)
+            remaining = iter(sent[address])
+            assert all(any(raw == out for out in remaining) for raw in by_device[address])
+        assert [link.malformed for link in links] == [malformed(a) for a in addresses]
+        assert all(link.connections == 1 for link in links)
+    finally:
+        for link in links:
+            link.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
+        await demo.stop()
+        recorder.end_session()
+        db.close()
 
 
 def test_an_unknown_scenario_is_refused_with_the_known_ones() -> None:
