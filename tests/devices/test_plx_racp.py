@@ -15,7 +15,12 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 
 from devices._ble.bumble_backend import bumble_backends
 from devices._ble.racp import RecordAccessClient
-from devices.emulated.plx_oximeter import EmulatedPlxOximeter, encode_features
+from devices.emulated.plx_oximeter import (
+    EmulatedPlxOximeter,
+    encode_features,
+    racp_number_of_records,
+    racp_response,
+)
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import SCENARIOS, VitalsPoint
 from devices.plx.driver import PLX_RACP, PLX_SPOT_CHECK, plx_spec, record_wall, spot_check_decoder
@@ -265,3 +270,20 @@ def test_a_storing_oximeter_clock_shows_local_time() -> None:
     assert parse_plx_spot_check(raw).timestamp == naive("1970-01-01T02:01:00")
     assert parse_plx_spot_check(raw).spo2 == SCENARIOS["normal"](1).at(60.0).spo2
     assert isinstance(emu.records[0].point, VitalsPoint)
+
+
+def test_the_racp_example_of_docs_devices_plx_md() -> None:
+    """Rows F1-F7 of docs/devices/plx.md, byte for byte."""
+    emu = EmulatedPlxOximeter(VirtualRadio(), SCENARIOS["desaturation"](3), record_memory=5)
+    records = [emu.store_spot_check(t).hex(" ").upper() for t in (100.0, 200.0, 240.0)]
+    assert records == [
+        "0F 61 00 4D 00 EA 07 01 01 09 01 28 20 02 00 00 00 2A F0",
+        "0F 52 00 56 00 EA 07 01 01 09 03 14 20 02 00 00 00 18 F0",
+        "0F 52 00 58 00 EA 07 01 01 09 04 00 20 02 00 00 00 25 F0",
+    ]
+    assert racp_number_of_records(3) == bytes.fromhex("05 00 03 00")
+    assert racp_response(1, RacpResponseCode.SUCCESS) == bytes.fromhex("06 00 01 01")
+    assert racp_response(2, RacpResponseCode.OP_CODE_NOT_SUPPORTED) == bytes.fromhex("06 00 02 02")
+    stored = parse_plx_spot_check(bytes.fromhex(records[1]))
+    assert (stored.spo2, stored.pulse_rate, stored.pulse_amplitude_index) == (82.0, 86.0, 2.4)
+    assert stored.timestamp == naive("2026-01-01T09:03:20") and stored.measurement_status == 0x0220
