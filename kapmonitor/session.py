@@ -235,6 +235,10 @@ class Session:
         for m in measurements:
             status = self._status(m.device)
             status.counters.packets += 1
+            if isinstance(m, Numeric) and m.quality & Quality.FROM_STORAGE:
+                # an old value: recorded, but not "the device's latest data" for the stale watchdog
+                self._ingest_stored(m)
+                continue
             status.counters.last_data_mono = m.mono
             if status.stale:
                 status.stale = False
@@ -242,9 +246,6 @@ class Session:
                 if self.alarms is not None:
                     self.alarms.set_technical(TechnicalCondition.NO_DATA, m.device, False)
             if isinstance(m, Numeric):
-                if m.quality & Quality.FROM_STORAGE:
-                    self._ingest_stored(m)
-                    continue
                 self._ingest_numeric(m)
                 numerics.append(m)
                 if self.alarms is not None:

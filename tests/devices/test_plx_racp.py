@@ -35,7 +35,7 @@ from devices.plx.parser import (
 )
 from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import FakeClock
-from kapmonitor.measurements import Numeric, Param, Quality
+from kapmonitor.measurements import DeviceInfo, DeviceState, Numeric, Param, Quality
 from kapmonitor.session import Session
 from kapmonitor.storage import Recorder, open_database
 
@@ -287,3 +287,21 @@ def test_the_racp_example_of_docs_devices_plx_md() -> None:
     stored = parse_plx_spot_check(bytes.fromhex(records[1]))
     assert (stored.spo2, stored.pulse_rate, stored.pulse_amplitude_index) == (82.0, 86.0, 2.4)
     assert stored.timestamp == naive("2026-01-01T09:03:20") and stored.measurement_status == 0x0220
+
+
+def test_a_stored_value_is_not_taken_for_the_devices_latest_data_by_the_stale_watchdog() -> None:
+    clock = FakeClock()
+    session = Session(clock, stale_after_s=15.0)
+    session.register_device(DeviceInfo("ox", "PLX", "pulse-oximeter", streaming=True))
+    session.device_state("ox", DeviceState.CONNECTED)
+    now = clock.monotonic()
+    session.ingest([Numeric(Param.SPO2, 97.0, now, clock.wall(), "ox")])
+    # a record taken 400 s ago arrives (mono moved back by its age, as the PLX driver places it)
+    session.ingest([Numeric(Param.SPO2, 82.0, now - 400.0, clock.wall() - 400.0, "ox", Quality.FROM_STORAGE)])
+    clock.advance(1.0)
+    session.tick()
+    assert not session.is_stale("ox")
+    assert session.devices["ox"].counters.last_data_mono == now
+    clock.advance(15.0)  # and real silence is still noticed
+    session.tick()
+    assert session.is_stale("ox")
