@@ -14,7 +14,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 
 from devices._ble.bumble_backend import bumble_backends
-from devices._ble.racp import RecordAccessClient
+from devices._ble.racp import RacpError, RecordAccessClient
 from devices.emulated.plx_oximeter import (
     EmulatedPlxOximeter,
     encode_features,
@@ -305,3 +305,23 @@ def test_a_stored_value_is_not_taken_for_the_devices_latest_data_by_the_stale_wa
     clock.advance(15.0)  # and real silence is still noticed
     session.tick()
     assert session.is_stale("ox")
+
+
+@pytest.mark.asyncio
+async def test_an_upload_the_device_cannot_complete_is_an_error_for_the_caller(radio: VirtualRadio) -> None:
+    emu = EmulatedPlxOximeter(
+        radio, SCENARIOS["normal"](1), speed=SPEED, advertising_interval_ms=ADV_MS, record_memory=5
+    )
+    emu.store_spot_check(5.0)
+    await emu.start(60.0)
+    client = await _connect(radio, emu)
+    try:
+        racp = RecordAccessClient(client, PLX_RACP, timeout_s=WAIT_S)
+        await racp.enable(_direct)
+        # 0x2A5E indications are off: the oximeter cannot send the record ("procedure not completed")
+        with pytest.raises(RacpError, match="PROCEDURE_NOT_COMPLETED"):
+            await racp.upload_all(_direct)
+        assert emu.uploaded == [] and emu.racp_writes == [b"\x04\x01", b"\x01\x01"]
+    finally:
+        await client.disconnect()
+        await emu.stop()
