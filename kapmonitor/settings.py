@@ -1,4 +1,4 @@
-"""Workstation settings kept between sessions (remembered devices per role), as a small JSON file."""
+"""Workstation settings kept between sessions (devices per role, alarm defaults), as a small JSON file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from pathlib import Path
 
 import platformdirs
 
+from kapmonitor.alarms import Preset, PresetError, kap_defaults
+from kapmonitor.alarms.engine import PAUSE_MAX_S, PAUSE_MIN_S
+
 log = logging.getLogger(__name__)
+
+#: Keys of `Settings.extra` this module owns.
+ALARM_PRESET_KEY = "alarm_preset"
+AUDIO_PAUSE_KEY = "audio_pause_s"
+#: The audio pause when the workstation has not chosen one (reference/alarms.md "Audio pause": 2 min).
+DEFAULT_AUDIO_PAUSE_S = 120.0
 
 
 def default_settings_path() -> Path:
@@ -81,3 +90,40 @@ class Settings:
 
     def forget(self, role: str) -> None:
         self.devices.pop(role, None)
+
+    # -- alarm defaults of the workstation (every new session starts from them) ----------------
+    def alarm_preset(self) -> tuple[Preset, str]:
+        """The workstation's default alarm limits, and why the KAP defaults are used instead ("" if not).
+
+        A saved preset that no longer validates is never half-applied: the KAP defaults of the
+        reference are used and the reason is returned, for the console to show.
+        """
+        raw = self.extra.get(ALARM_PRESET_KEY)
+        if raw is None:
+            return kap_defaults(), ""
+        try:
+            return Preset.from_dict(raw), ""  # type: ignore[arg-type]
+        except (PresetError, TypeError, ValueError) as exc:
+            log.warning("saved alarm preset unusable (%s); using the KAP defaults", exc)
+            return kap_defaults(), f"saved alarm limits unusable ({exc}); KAP defaults in force"
+
+    def set_alarm_preset(self, preset: Preset | None) -> None:
+        """Keep `preset` as the workstation default (None: back to the KAP defaults)."""
+        if preset is None:
+            self.extra.pop(ALARM_PRESET_KEY, None)
+        else:
+            self.extra[ALARM_PRESET_KEY] = preset.to_dict()
+
+    @property
+    def audio_pause_s(self) -> float:
+        """How long an audio pause lasts on this workstation (60-180 s); out-of-range values are ignored."""
+        raw = self.extra.get(AUDIO_PAUSE_KEY)
+        if isinstance(raw, int | float) and PAUSE_MIN_S <= float(raw) <= PAUSE_MAX_S:
+            return float(raw)
+        return DEFAULT_AUDIO_PAUSE_S
+
+    @audio_pause_s.setter
+    def audio_pause_s(self, seconds: float) -> None:
+        if not PAUSE_MIN_S <= seconds <= PAUSE_MAX_S:
+            raise ValueError(f"audio pause must be {PAUSE_MIN_S:g}-{PAUSE_MAX_S:g} s, got {seconds:g}")
+        self.extra[AUDIO_PAUSE_KEY] = float(seconds)

@@ -624,6 +624,15 @@ class AlarmEngine:
         self._record(who, "audio_pause", f"audio paused for {seconds:g} s")
         self._emit_event(TransitionEvent.PAUSE_STARTED, f"{seconds:g} s by {who}")
 
+    def set_pause_length(self, seconds: float, who: str) -> None:
+        """Set how long an audio pause lasts (60–180 s, reference/alarms.md "Audio pause"); audited."""
+        _need_who(who)
+        _check_pause(seconds)
+        if seconds == self.pause_s:
+            return
+        old, self.pause_s = self.pause_s, seconds
+        self._record(who, "pause_length", f"audio pause {old:g} s → {seconds:g} s")
+
     def cancel_pause(self, who: str) -> None:
         """End an audio pause early (audited); active alarms sound again."""
         _need_who(who)
@@ -719,6 +728,26 @@ class AlarmEngine:
                 self._first_data.get(source, now) + self.hold_off_s if new.param in CONTINUOUS_PARAMS else now
             )
             self._evaluate(slot, value, source, now, held)
+
+    def apply_preset(self, preset: Preset, who: str) -> int:
+        """Bring every rule to its value in `preset` through set_limit (each change audited).
+
+        Only rules both presets have are changed; returns how many changed. Like set_limit, a live
+        alarm is never downgraded by it.
+        """
+        _need_who(who)
+        changed = 0
+        for target in preset.rules:
+            if target.id not in self._slots:
+                continue
+            current = self._preset.rule(target.id)
+            changes = {
+                n: getattr(target, n) for n in _LIMIT_FIELDS if getattr(current, n) != getattr(target, n)
+            }
+            if changes:
+                self.set_limit(target.id, who, **changes)
+                changed += 1
+        return changed
 
     # -- queries -----------------------------------------------------------------------------
     @property

@@ -728,3 +728,32 @@ def _check_invariants(rig: Rig) -> None:
         assert signal.priority == max(a.priority for a in sounding)
     keys = [a.key for a in live]
     assert len(keys) == len(set(keys)), "one live alarm per rule or condition"
+
+
+def test_pause_length_setting_is_audited_bounded_and_used_by_the_next_pause() -> None:
+    rig = Rig()
+    rig.engine.set_pause_length(180.0, "dr B")
+    assert rig.audit[-1].who == "dr B" and rig.audit[-1].action == "pause_length"
+    assert rig.audit[-1].detail == "audio pause 120 s → 180 s"
+    rig.engine.set_pause_length(180.0, "dr B")  # no change: nothing audited
+    assert len(rig.audit) == 1
+    for bad in (59.0, 181.0):
+        with pytest.raises(ValueError, match="60–180"):
+            rig.engine.set_pause_length(bad, "dr B")
+    with pytest.raises(ValueError, match="who"):
+        rig.engine.set_pause_length(60.0, " ")
+    rig.engine.pause_audio("nurse A")
+    assert rig.engine.pause_remaining() == pytest.approx(180.0)
+
+
+def test_apply_preset_restores_each_changed_rule_through_the_audited_limit_change() -> None:
+    rig = Rig()
+    rig.engine.set_limit("spo2.low.medium", "dr B", threshold=88.0, delay_s=15.0)
+    rig.engine.set_limit("pulse.high.medium", "dr B", threshold=130.0)
+    before = len(rig.audit)
+    assert rig.engine.apply_preset(kap_defaults(), "dr C") == 2
+    assert rig.engine.preset == kap_defaults()
+    changes = rig.audit[before:]
+    assert [(a.who, a.action) for a in changes] == [("dr C", "limit_change")] * 2
+    assert any("threshold 88 → 90" in a.detail for a in changes)
+    assert rig.engine.apply_preset(kap_defaults(), "dr C") == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kapmonitor.alarms import kap_defaults
 from kapmonitor.settings import RememberedDevice, Settings
 
 
@@ -38,3 +39,32 @@ def test_a_damaged_file_gives_defaults(
 
 def test_missing_file_gives_defaults(tmp_path: Path) -> None:
     assert Settings.load(tmp_path / "none.json").devices == {}
+
+
+def test_alarm_defaults_of_the_workstation_round_trip_and_fall_back_to_kap(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    settings = Settings.load(path)
+    assert settings.alarm_preset() == (kap_defaults(), "")
+    assert settings.audio_pause_s == 120.0
+    edited = kap_defaults().with_rule("spo2.low.medium", threshold=88.0)
+    settings.set_alarm_preset(edited)
+    settings.audio_pause_s = 180.0
+    settings.save(path)
+    again = Settings.load(path)
+    assert again.alarm_preset() == (edited, "")
+    assert again.audio_pause_s == 180.0
+    with pytest.raises(ValueError, match="60-180"):
+        again.audio_pause_s = 30.0
+    again.set_alarm_preset(None)
+    assert again.alarm_preset() == (kap_defaults(), "")
+
+
+def test_a_damaged_saved_preset_is_never_half_applied(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    saved = kap_defaults().to_dict()
+    saved["rules"][0]["threshold"] = "ninety"
+    path.write_text(json.dumps({"alarm_preset": saved, "audio_pause_s": 999}))
+    preset, problem = Settings.load(path).alarm_preset()
+    assert preset == kap_defaults()
+    assert "KAP defaults in force" in problem
+    assert Settings.load(path).audio_pause_s == 120.0
