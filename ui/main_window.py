@@ -134,14 +134,14 @@ class MainWindow(QMainWindow):
         left = QVBoxLayout()
         left.setSpacing(12)
         self.sweep = SweepWaveform(session.waves, session.clock)
-        left.addWidget(self.sweep, 2)
+        left.addWidget(self.sweep, 2)  # the trends get the room: three plots share it
         self.trend = TrendPlot(
             session.trends,
             session.started_mono,
             bp_readings=session.bp_readings,
             origin_wall=session.started_wall,
         )
-        left.addWidget(self.trend, 6)
+        left.addWidget(self.trend, 7)
         body.addLayout(left, 64)
         tiles = QVBoxLayout()
         tiles.setSpacing(12)

@@ -437,13 +437,15 @@ class DischargeDialog(_Dialog):
             self.ready.setChecked(True)
             self.ready.setEnabled(False)
         layout.addWidget(self.ready)
+        text = "Space ticks, Tab moves on (or Alt with the underlined key); Enter saves. "
         if minimum_left_s > 0:
-            hint = QLabel(
-                f"Esketamine: {math.ceil(minimum_left_s / 60)} min of the 2-hour minimum remain. "
-                "The ready-to-leave time is recorded for the REMS form all the same."
+            text += (
+                f"Esketamine: {math.ceil(minimum_left_s / 60)} min of the 2-hour minimum remain; "
+                "the ready-to-leave time is recorded for the REMS form all the same."
             )
         else:
-            hint = QLabel("Tick what the patient meets now; each tick is recorded with your name.")
+            text += "Each tick is recorded with your name."
+        hint = QLabel(text)
         hint.setObjectName("dialogHint")
         hint.setWordWrap(True)
         layout.addWidget(hint)

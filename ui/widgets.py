@@ -412,6 +412,16 @@ TREND_RANGES: dict[Param, tuple[float, float]] = {
 }
 
 
+#: The least room (px) between two y tick labels of a trend (the tick font is 17 px).
+MIN_TICK_SPACING_PX = 26.0
+
+
+def _ticks_that_fit(plot: pg.PlotItem) -> int:
+    """How many y tick intervals fit the plot's height (7 before it is laid out)."""
+    height = float(plot.vb.height())
+    return 7 if height <= 0 else max(1, int(height // MIN_TICK_SPACING_PX))
+
+
 class TrendPlot(QWidget):
     """Session-long SpO2 and pulse trends, and blood-pressure markers, on stacked plots sharing a
     minutes-since-start x axis.
@@ -474,6 +484,8 @@ class TrendPlot(QWidget):
             # no setXLink: both x ranges are set together, and a link would map them by pixels
             track = self._tracks[param] = _Track(param, plot, curve, y_min, y_max)
             self._apply_y(track)
+            # fewer y ticks on a short plot, so their labels never print over each other
+            plot.vb.sigResized.connect(lambda _vb, t=track: self._apply_y(t))
 
         self._bp: _BPMarkers | None = None
         if bp_readings is not None:
@@ -490,6 +502,7 @@ class TrendPlot(QWidget):
             lo, hi = TREND_RANGES[Param.SYSTOLIC]
             self._bp = _BPMarkers(plot, sys_marks, dia_marks, lo, hi)
             self._apply_bp_y()
+            plot.vb.sigResized.connect(lambda _vb: self._apply_bp_y())
 
         self._apply_x()
         for plot in self._plots[:-1]:  # only the bottom plot labels the shared time axis
@@ -653,7 +666,8 @@ class TrendPlot(QWidget):
         if self._bp is None:
             return
         lo, hi = self._bp.y_min, self._bp.y_max
-        step = next((s for s in (20, 40, 50, 100) if (hi - lo) / s <= 5), 200)
+        most = min(5, _ticks_that_fit(self._bp.plot))
+        step = next((s for s in (20, 40, 50, 100) if (hi - lo) / s <= most), 200)
         first = math.ceil(lo / step) * step
         ticks = [(float(v), f"{v:g}") for v in np.arange(first, hi + step / 2, step)]
         self._bp.plot.getAxis("left").setTicks([ticks, []])
@@ -691,7 +705,8 @@ class TrendPlot(QWidget):
     def _apply_y(track: _Track) -> None:
         """Set a track's y range with round, evenly spaced ticks (70, 75 … 100; 30, 60 … 180)."""
         lo, hi = track.y_min, track.y_max
-        step = next((s for s in (1, 2, 5, 10, 15, 20, 30, 50, 100) if (hi - lo) / s <= 7), 200)
+        most = min(7, _ticks_that_fit(track.plot))
+        step = next((s for s in (1, 2, 5, 10, 15, 20, 30, 50, 100) if (hi - lo) / s <= most), 200)
         first = math.ceil(lo / step) * step
         ticks = [(float(v), f"{v:g}") for v in np.arange(first, hi + step / 2, step)]
         track.plot.getAxis("left").setTicks([ticks, []])

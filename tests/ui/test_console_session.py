@@ -97,8 +97,9 @@ def answer_modal(act: Callable[[QWidget], None]) -> None:
                 raise AssertionError(f"{type(dialog).__name__} stayed open")
             return
         if time.perf_counter() > deadline:
-            if isinstance(dialog, QDialog):
-                dialog.reject()
+            for w in QApplication.topLevelWidgets():
+                if isinstance(w, QDialog) and w.isVisible():
+                    w.reject()  # whatever blocks the test: fail, do not hang
             raise AssertionError("no modal dialog became active")
         QTimer.singleShot(20, poll)
 
@@ -292,6 +293,8 @@ def test_a_full_esketamine_session_on_emulated_devices_ends_with_a_checked_rems_
         checklist = controls.active_dialog
         assert isinstance(checklist, DischargeDialog)
         await active(checklist)
+        if os.environ.get("KAPMONITOR_SCREENSHOTS"):
+            checklist.grab().save(str(REPO / "docs/screenshots/discharge-checklist.png"))
         for _ in range(5):  # four items and "ready to leave": Space ticks, Tab moves on
             focus = QApplication.focusWidget()
             assert focus is not None
@@ -438,7 +441,13 @@ def test_after_a_kill_the_console_offers_the_session_and_resumes_it(
         dialog = RecoveryDialog(unfinished, clock.wall(), can_resume=can_resume)  # type: ignore[arg-type]
         qtbot.addWidget(dialog)
         shown.append(dialog.lines)
-        answer_modal(lambda d: QTest.keyClick(d, Qt.Key.Key_R))  # R: resume
+
+        def resume(d: QWidget) -> None:
+            if os.environ.get("KAPMONITOR_SCREENSHOTS"):
+                d.grab().save(str(REPO / "docs/screenshots/recovery-prompt.png"))
+            QTest.keyClick(d, Qt.Key.Key_R)  # R: resume
+
+        answer_modal(resume)
         dialog.exec()
         return dialog.choice()
 

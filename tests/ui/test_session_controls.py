@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
+from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import FakeClock
-from kapmonitor.measurements import BloodPressure
+from kapmonitor.measurements import BloodPressure, DeviceInfo, DeviceState, Numeric, Param, Waveform
 from kapmonitor.session import Session
 from kapmonitor.storage import Recorder, blood_pressure, open_database
 from kapmonitor.storage.session_log import SessionLog
@@ -19,6 +22,8 @@ from kapmonitor.workflow import Phase, SessionDetails, SessionWorkflow, Treatmen
 from ui.main_window import MainWindow
 from ui.session_controls import SessionControls
 from ui.session_log_panel import EntryKind
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def phase_of(workflow: SessionWorkflow) -> Phase:
@@ -70,8 +75,6 @@ def test_a_clinician_steps_through_an_esketamine_session(qtbot: QtBot, tmp_path:
     assert saved.count("dose_given") == 2 and "nausea" in saved
     phases = [p.to_phase for p in session_log.phase_changes()]
     assert [str(p) for p in phases] == ["baseline", "dosing", "monitoring"]
-    if os.environ.get("KAPMONITOR_SCREENSHOTS"):
-        window.render_png(Path("docs/screenshots/console-session.png"))
     window.render_png(tmp_path / "console.png")
     assert (tmp_path / "console.png").stat().st_size > 10_000
     controls.shutdown()
@@ -80,12 +83,14 @@ def test_a_clinician_steps_through_an_esketamine_session(qtbot: QtBot, tmp_path:
     db.close()
 
 
-def console(qtbot: QtBot, tmp_path: Path) -> tuple[MainWindow, SessionControls, Recorder, FakeClock]:
+def console(
+    qtbot: QtBot, tmp_path: Path, *, alarms: bool = False
+) -> tuple[MainWindow, SessionControls, Recorder, FakeClock]:
     clock = FakeClock()
     db = open_database(tmp_path / "c.sqlite")
     recorder = Recorder(db, clock)
     sid = recorder.begin_session(kind="demo")
-    session = Session(clock, recorder)
+    session = Session(clock, recorder, alarms=AlarmEngine(clock, kap_defaults()) if alarms else None)
     details = SessionDetails("P-042", ("Dr Lee",), TreatmentProtocol.ESKETAMINE_IN, 56.0, "intranasal")
     session_log = SessionLog(db, clock, sid, seq=recorder.next_seq)
     session_log.save_details(details)
@@ -142,6 +147,93 @@ def test_f1_shows_the_help_over_the_console_and_a_key_only_closes_it(qtbot: QtBo
     assert window.help.isHidden()
     QTest.keyClick(window, Qt.Key.Key_F4)  # the next-step key, as the button says
     assert controls.workflow.phase is Phase.BASELINE
+    window.shutdown()
+    recorder.end_session()
+    recorder.db.close()
+
+
+def _pleth(t0: float) -> tuple[int, ...]:
+    t = t0 + np.arange(100) / 100.0
+    beat = (t * 72 / 60.0) % 1.0  # 72 /min: a fast upstroke, a slow fall with a notch
+    wave = np.where(beat < 0.15, beat / 0.15, np.exp(-(beat - 0.15) * 3.0) + 0.1 * np.sin(beat * 12))
+    return tuple(int(v) for v in 40 + 120 * wave)
+
+
+def test_render_the_console_during_a_session(qtbot: QtBot, tmp_path: Path) -> None:
+    """The console 40 minutes into an esketamine session, with data, observations and the log;
+    KAPMONITOR_SCREENSHOTS=1 writes the pictures in docs/screenshots."""
+    window, controls, recorder, clock = console(qtbot, tmp_path, alarms=True)
+    session = controls.session
+    window.resize(1600, 900)
+    for device, name, kind, streaming in (
+        ("OXI", "O2Ring 2041", "pulse-oximeter", True),
+        ("CUFF", "BP7000 0318", "blood-pressure", False),
+    ):
+        session.register_device(DeviceInfo(device, name, kind, streaming))
+        session.device_state(device, DeviceState.CONNECTED)
+    rng = np.random.default_rng(7)
+
+    def feed(seconds: int) -> None:
+        for _ in range(seconds):
+            now, wall = clock.monotonic(), clock.wall()
+            pulse = 71 + 6 * np.tanh(controls.workflow.dose_elapsed() or 0.0) + rng.normal(0, 1.2)
+            spo2 = 97.4 + rng.normal(0, 0.5)
+            session.ingest(
+                [
+                    Numeric(Param.SPO2, round(spo2), now, wall, "OXI"),
+                    Numeric(Param.PULSE_RATE, round(pulse), now, wall, "OXI"),
+                    Waveform("pleth", 100.0, _pleth(now), now, wall, "OXI"),
+                ]
+            )
+            session.tick()
+            clock.advance(1)
+
+    def cuff(systolic: float, diastolic: float) -> None:
+        bp = BloodPressure(
+            systolic, diastolic, (systolic + 2 * diastolic) / 3, 74.0, clock.monotonic(), clock.wall(), "CUFF"
+        )
+        session.ingest([bp])
+
+    def press(key: Qt.Key) -> None:
+        QTest.keyClick(window, key)
+
+    feed(120)
+    press(Qt.Key.Key_F4)  # baseline
+    cuff(128, 82)
+    feed(60)
+    press(Qt.Key.Key_F4)  # dosing
+    press(Qt.Key.Key_D)
+    feed(300)
+    press(Qt.Key.Key_D)
+    press(Qt.Key.Key_E)  # eye shades on
+    feed(60)
+    press(Qt.Key.Key_F4)  # monitoring
+    feed(12 * 60)
+    press(Qt.Key.Key_M)  # music changed
+    feed(9 * 60)
+    press(Qt.Key.Key_N)  # nausea
+    feed(8 * 60)
+    cuff(146, 91)
+    feed(4 * 60)
+    press(Qt.Key.Key_S)  # speaking
+    feed(150)
+    controls.refresh_log()
+    assert controls.log_panel.table.rowCount() >= 10
+    assert window.trend.marker_labels() == [
+        "Dose 1",
+        "Dose 2",
+        "Eye shades on",
+        "Music changed",
+        "Nausea",
+        "Speaking",
+    ]
+    out = tmp_path / "console-session.png"
+    QApplication.processEvents()  # the device rows' layout, as the running console's loop would
+    window.render_png(out)
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (1600, 900)  # nothing pushed the window past its size
+    if os.environ.get("KAPMONITOR_SCREENSHOTS"):
+        window.render_png(REPO / "docs/screenshots/console-session.png")
     window.shutdown()
     recorder.end_session()
     recorder.db.close()
