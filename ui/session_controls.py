@@ -17,7 +17,7 @@ from kapmonitor.export.report_data import ReportData, report_data
 from kapmonitor.measurements import DeviceEvent
 from kapmonitor.observations import DOSE_GIVEN, Pressed, Scale
 from kapmonitor.session import AlarmChanged, BloodPressureTaken, DeviceChanged, Session, SessionEvent
-from kapmonitor.storage import Recorder, alarm_events, blood_pressure, device_events
+from kapmonitor.storage import Recorder, alarm_events, blood_pressure, device_events, session_devices
 from kapmonitor.storage.session_log import SessionLog
 from kapmonitor.workflow import Phase, Record, SessionWorkflow, WorkflowError
 from ui import style
@@ -155,7 +155,11 @@ class SessionControls(QWidget):
         db, sid = self.log.db, self.log.session_id
         out = [bp_entry(b) for b in blood_pressure(db, sid)]
         out += [alarm_entry(a.t_utc, a.event, a.priority, a.message) for a in alarm_events(db, sid)]
-        out += [device_entry(e.t_utc, e.device, e.state, e.detail) for e in device_events(db, sid)]
+        names = {d.device: d.name for d in session_devices(db, sid)}
+        out += [
+            device_entry(e.t_utc, names.get(e.device) or e.device, e.state, e.detail)
+            for e in device_events(db, sid)
+        ]
         return out
 
     def log_changed(self) -> None:
