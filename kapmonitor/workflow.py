@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
+from kapmonitor.alarms import AlarmEngine, TechnicalCondition
 from kapmonitor.clock import Clock
 from kapmonitor.measurements import BloodPressure
 
@@ -136,6 +137,36 @@ class ChecklistItem(StrEnum):
 DecisionKind = Literal[
     "baseline", "bp_gate", "rest_override", "extra_dose_override", "checklist", "ready_to_leave", "early_end"
 ]
+
+
+#: The source of the "BP reading due" technical alarm (the schedule, not a device): its message
+#: reads "BP reading due" alone.
+BP_DUE_SOURCE = ""
+
+
+class BpDueAlarm:
+    """Keeps the low-priority "BP reading due" technical alarm in step with a workflow's BP schedule
+    (issue 5; kap-session.md "Monitoring", alarms.md: a BP series must never stop silently).
+
+    update() raises it once the schedule says a reading is due (40 min after the first dose, then
+    N min after the last live reading) and clears it when a live reading resets the schedule or
+    the session ends. Call it on the session's tick (about once a second) and after each reading
+    or workflow action; it reads only the workflow's injected clock, and re-raising is idempotent.
+    """
+
+    def __init__(self, workflow: SessionWorkflow, alarms: AlarmEngine) -> None:
+        self._workflow = workflow
+        self._alarms = alarms
+
+    def update(self) -> bool:
+        """Raise or clear the alarm from the schedule now; returns whether a reading is due."""
+        detail = self._workflow.bp_due_text()
+        self._alarms.set_technical(TechnicalCondition.BP_DUE, BP_DUE_SOURCE, bool(detail), detail)
+        return bool(detail)
+
+    @property
+    def active(self) -> bool:
+        return self._alarms.technical_active(TechnicalCondition.BP_DUE, BP_DUE_SOURCE)
 
 
 # --- records: what each action returns for the log ----------------------------------------------------
@@ -452,15 +483,28 @@ class SessionWorkflow:
         from 35 min on, then N minutes after the last reading. None before the dose or after the end."""
         if not self._s.doses or self._s.phase in (Phase.ENDED, Phase.CANCELLED):
             return None
+        last = self._s.last_bp_mono
+        if last is None or self._first_bp_pending():
+            return self._s.doses[0].mono + FIRST_BP_AFTER_DOSE_S
+        return last + self._bp_interval
+
+    def _first_bp_pending(self) -> bool:
+        """No live reading yet counts as the 40-minute one (none from 35 min after the dose on)."""
         anchor = self._s.doses[0].mono + FIRST_BP_AFTER_DOSE_S
         last = self._s.last_bp_mono
-        if last is None or last < anchor - FIRST_BP_EARLY_TOLERANCE_S:
-            return anchor
-        return last + self._bp_interval
+        return last is None or last < anchor - FIRST_BP_EARLY_TOLERANCE_S
 
     def is_due(self) -> bool:
         due = self.due_at()
         return due is not None and self._clock.monotonic() >= due
+
+    def bp_due_text(self) -> str:
+        """Since when a reading is due, on the dose clock ('since T+00:40'): the alarm's detail,
+        short enough for the alarm bar; '' when none is due now."""
+        due = self.due_at()
+        if due is None or self._clock.monotonic() < due:
+            return ""
+        return f"since {format_elapsed(due - self._s.doses[0].mono)}"
 
     # -- recovery and discharge ---------------------------------------------------------------------
     def start_recovery(self, who: str) -> list[Record]:

@@ -19,7 +19,7 @@ from kapmonitor.observations import DOSE_GIVEN, Pressed, Scale
 from kapmonitor.session import AlarmChanged, BloodPressureTaken, DeviceChanged, Session, SessionEvent
 from kapmonitor.storage import Recorder, alarm_events, blood_pressure, device_events, session_devices
 from kapmonitor.storage.session_log import SessionLog
-from kapmonitor.workflow import Phase, Record, SessionWorkflow, WorkflowError
+from kapmonitor.workflow import BpDueAlarm, Phase, Record, SessionWorkflow, WorkflowError
 from ui import style
 from ui.observation_panel import ObservationPanel, PhaseBar
 from ui.session_dialogs import BpGateDialog, DischargeDialog, FreeTextDialog
@@ -141,6 +141,8 @@ class SessionControls(QWidget):
         self._live_entries: list[LogEntry] = self._stored_entries()
         self._log_dirty = True
 
+        #: the low-priority "BP reading due" alarm, kept in step with the workflow's BP schedule
+        self.bp_due = None if session.alarms is None else BpDueAlarm(workflow, session.alarms)
         self._unsubscribe: Callable[[], None] | None = session.subscribe(self._on_event)
         self._timer = QTimer(self)
         self._timer.setInterval(LOG_REFRESH_MS)
@@ -191,7 +193,7 @@ class SessionControls(QWidget):
         if isinstance(event, BloodPressureTaken):
             self.workflow.note_bp(event.reading)  # the BP schedule restarts from a live reading
             self._live(bp_entry(event.reading))
-            self.phase_bar.refresh()
+            self._refresh_schedule()
         elif isinstance(event, AlarmChanged):
             self._live(_alarm(event.transition))
         elif isinstance(event, DeviceChanged):
@@ -219,8 +221,14 @@ class SessionControls(QWidget):
         )
 
     def _tick(self) -> None:
-        self.phase_bar.refresh()
+        self._refresh_schedule()
         self.refresh_log()
+
+    def _refresh_schedule(self) -> None:
+        """The phase bar's clock and "BP in mm:ss", and the "BP reading due" alarm, from the core."""
+        if self.bp_due is not None:
+            self.bp_due.update()
+        self.phase_bar.refresh()
 
     # -- steps ---------------------------------------------------------------------------------
     def _write(self, action: Callable[[], Sequence[Record]]) -> bool:
@@ -243,7 +251,7 @@ class SessionControls(QWidget):
             text = CHECKLIST_STEP
         self.next_button.setText(f"[{NEXT_KEY}] {text}")
         self.next_button.setEnabled(phase in NEXT_STEP)
-        self.phase_bar.refresh()
+        self._refresh_schedule()
 
     def _ask(
         self, dialog: QDialog, on_accept: Callable[[], None], on_reject: Callable[[], None] | None = None

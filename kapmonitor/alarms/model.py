@@ -51,6 +51,9 @@ class TechnicalCondition(StrEnum):
     IMPLAUSIBLE = "implausible"
     AUDIO_FAILURE = "audio_failure"
     CLOCK = "clock"
+    #: The BP schedule says a reading is due (40 min after the dose, then every N min; issue 5):
+    #: "an automatic BP series stopping silently: never allow" (alarms.md "States the operator can set").
+    BP_DUE = "bp_due"
 
 
 TECHNICAL_MESSAGES: dict[TechnicalCondition, str] = {
@@ -64,6 +67,7 @@ TECHNICAL_MESSAGES: dict[TechnicalCondition, str] = {
     TechnicalCondition.IMPLAUSIBLE: "Implausible value",
     TechnicalCondition.AUDIO_FAILURE: "ALARM AUDIO FAILURE",
     TechnicalCondition.CLOCK: "Clock problem",
+    TechnicalCondition.BP_DUE: "BP reading due",
 }
 
 PARAM_NAMES: dict[Param, str] = {

@@ -263,6 +263,9 @@ KAP_TECHNICAL: dict[TechnicalCondition, Priority] = {
     TechnicalCondition.IMPLAUSIBLE: Priority.LOW,
     TechnicalCondition.AUDIO_FAILURE: Priority.HIGH,
     TechnicalCondition.CLOCK: Priority.LOW,
+    # a reminder, not a danger: BP at ~40 min after the dose, then at intervals (kap-session.md
+    # "Monitoring"); low priority until the reading is taken (issue 5)
+    TechnicalCondition.BP_DUE: Priority.LOW,
 }
 
 _B, _A, _R = LimitKind.BELOW, LimitKind.ABOVE, LimitKind.RISE

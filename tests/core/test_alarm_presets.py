@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from kapmonitor.alarms import LimitKind, Preset, PresetError, Priority, Rule, TechnicalCondition, kap_defaults
 from kapmonitor.alarms.presets import validate
 from kapmonitor.measurements import Param
+from kapmonitor.settings import ALARM_PRESET_KEY, Settings
 
 B, A, R = LimitKind.BELOW, LimitKind.ABOVE, LimitKind.RISE
 H, M, L = Priority.HIGH, Priority.MEDIUM, Priority.LOW
@@ -49,7 +51,22 @@ def test_kap_technical_rows() -> None:
     assert t[TechnicalCondition.DISCONNECTED] is M
     assert t[TechnicalCondition.LOW_BATTERY] is L
     assert t[TechnicalCondition.AUDIO_FAILURE] is H
+    assert t[TechnicalCondition.BP_DUE] is L  # issue 5: a due BP reading is a low-priority alert
     assert set(t) == set(TechnicalCondition)
+
+
+def test_a_preset_saved_before_the_bp_due_alarm_falls_back_to_the_kap_defaults(tmp_path: Path) -> None:
+    edited = kap_defaults().with_rule("spo2.low.medium", threshold=92)
+    old = edited.to_dict()
+    del old["technical"][TechnicalCondition.BP_DUE.value]  # what a settings file from before holds
+    with pytest.raises(PresetError, match="technical priorities missing for: bp_due"):
+        Preset.from_dict(old)
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({ALARM_PRESET_KEY: old}), encoding="utf-8")
+    preset, reason = Settings.load(path).alarm_preset()
+    assert preset == kap_defaults()  # never half-applied: every technical priority is there
+    assert preset.technical[TechnicalCondition.BP_DUE] is L
+    assert "bp_due" in reason and "KAP defaults in force" in reason
 
 
 def test_default_hysteresis_and_latching() -> None:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from kapmonitor.alarms import (
+    Alarm,
+    AlarmEngine,
+    AlarmKind,
+    AlarmState,
+    Priority,
+    TechnicalCondition,
+    kap_defaults,
+)
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import BloodPressure
 from kapmonitor.workflow import (
     DEFAULT_BP_INTERVAL_S,
+    BpDueAlarm,
     ChecklistItem,
     Decision,
     Dose,
@@ -321,3 +331,68 @@ def test_restore_rebuilds_the_state_from_records_after_a_monotonic_restart() -> 
     assert again.timeline[0][1] == start_wall
     again.log_device("dr")
     assert again.doses[-1].number == 2
+
+
+# -- the "BP reading due" technical alarm (issue 5) ------------------------------------------------
+def _bp_due(engine: AlarmEngine) -> list[Alarm]:
+    return [a for a in engine.active_alarms() if a.key == f"{TechnicalCondition.BP_DUE.value}@"]
+
+
+def test_a_due_bp_is_a_low_priority_alarm_until_a_live_reading() -> None:
+    clock = FakeClock()
+    engine = AlarmEngine(clock, kap_defaults(), hold_off_s=0)
+    wf = SessionWorkflow(esk(56), clock, bp_interval_s=10 * MIN)
+    watch = BpDueAlarm(wf, engine)
+    to_dosing(wf, clock)
+    clock.advance(50 * MIN)  # a long baseline: nothing is due before the dose
+    assert watch.update() is False and _bp_due(engine) == []
+    wf.log_device("dr")
+    clock.advance(40 * MIN - 1)
+    assert watch.update() is False and _bp_due(engine) == []
+    clock.advance(1)
+    assert watch.update() is True  # due at T+40 min
+    (alarm,) = _bp_due(engine)
+    assert alarm.priority is Priority.LOW and alarm.kind is AlarmKind.TECHNICAL
+    assert alarm.message == "BP reading due"
+    assert alarm.detail == "since T+00:40"
+    assert watch.active
+    clock.advance(2 * MIN)
+    assert watch.update() is True
+    assert [a.id for a in _bp_due(engine)] == [alarm.id]  # the same alarm, not a second one
+    wf.note_bp(bp(clock, 150, 95, stored=True))  # from the cuff's memory: still due
+    wf.note_bp(BloodPressure(None, None, None, None, clock.monotonic(), clock.wall(), "cuff"))  # failed
+    assert watch.update() is True and len(_bp_due(engine)) == 1
+    wf.note_bp(bp(clock, 132, 84))  # a live reading at T+42
+    assert watch.update() is False
+    assert _bp_due(engine) == []
+    assert alarm.state is AlarmState.CLEARED
+    clock.advance(10 * MIN - 1)
+    assert watch.update() is False
+    clock.advance(1)
+    assert watch.update() is True  # due again N minutes after the last reading
+    (again,) = _bp_due(engine)
+    assert again.id != alarm.id and again.priority is Priority.LOW
+    assert again.detail == "since T+00:52"
+
+
+def test_the_bp_due_alarm_clears_when_the_session_ends_and_never_comes_before_a_dose() -> None:
+    clock = FakeClock()
+    engine = AlarmEngine(clock, kap_defaults(), hold_off_s=0)
+    wf = _to_recovery(clock)
+    watch = BpDueAlarm(wf, engine)
+    clock.advance(3 * 60 * MIN)
+    assert watch.update() and len(_bp_due(engine)) == 1
+    wf.start_discharge("dr")
+    for item in ChecklistItem:
+        wf.check(item, "dr")
+    wf.ready_to_leave("dr")
+    wf.end("dr")
+    assert watch.update() is False and _bp_due(engine) == []
+    cancelled = SessionWorkflow(esk(56), clock)
+    other = BpDueAlarm(cancelled, engine)
+    cancelled.start_baseline("dr")
+    clock.advance(60 * MIN)
+    assert other.update() is False
+    cancelled.cancel("patient declined", "dr")
+    clock.advance(60 * MIN)
+    assert other.update() is False and _bp_due(engine) == []

@@ -12,11 +12,11 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from kapmonitor.alarms import AlarmEngine, kap_defaults
+from kapmonitor.alarms import AlarmEngine, Priority, kap_defaults
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import BloodPressure, DeviceInfo, DeviceState, Numeric, Param, Waveform
 from kapmonitor.session import Session
-from kapmonitor.storage import Recorder, blood_pressure, open_database
+from kapmonitor.storage import Recorder, alarm_events, blood_pressure, open_database
 from kapmonitor.storage.session_log import SessionLog
 from kapmonitor.workflow import Phase, SessionDetails, SessionWorkflow, TreatmentProtocol
 from ui.main_window import MainWindow
@@ -234,6 +234,71 @@ def test_render_the_console_during_a_session(qtbot: QtBot, tmp_path: Path) -> No
     assert (image.width(), image.height()) == (1600, 900)  # nothing pushed the window past its size
     if os.environ.get("KAPMONITOR_SCREENSHOTS"):
         window.render_png(REPO / "docs/screenshots/console-session.png")
+    window.shutdown()
+    recorder.end_session()
+    recorder.db.close()
+
+
+def test_a_due_bp_reading_is_a_low_priority_alarm_until_the_cuff_reads(qtbot: QtBot, tmp_path: Path) -> None:
+    """Issue 5: 40 min after the dose the BP schedule raises "BP reading due" (low, in the alarm bar)
+    from the controls' once-a-second tick; a live reading clears it, a stored one does not."""
+    window, controls, recorder, clock = console(qtbot, tmp_path, alarms=True)
+    session = controls.session
+    engine = session.alarms
+    assert engine is not None and window.alarm_bar is not None
+
+    def due() -> list[str]:
+        return [a.label for a in engine.active_alarms() if a.key.startswith("bp_due@")]
+
+    def tick(seconds: float) -> None:
+        clock.advance(seconds)
+        session.tick()
+        controls._timer.timeout.emit()  # the controls' 1 s timer, on the fake clock
+
+    def reading(sys: float, *, stored: bool = False) -> BloodPressure:
+        measured = clock.wall() - 600 if stored else None
+        return BloodPressure(
+            sys,
+            80.0,
+            95.0,
+            70.0,
+            clock.monotonic(),
+            clock.wall(),
+            "CUFF",
+            stored=stored,
+            measured_wall=measured,
+        )
+
+    controls.next_step()
+    session.ingest([reading(128)])
+    controls.next_step()
+    assert controls.workflow.phase is Phase.DOSING
+    tick(30 * 60)  # nothing is due before the dose
+    assert due() == []
+    controls.panel.trigger("dose_given")
+    tick(40 * 60 - 1)
+    assert due() == [] and controls.phase_bar.bp_due.text() == "BP in 00:01"
+    tick(1)
+    assert due() == ["* BP reading due"]
+    assert controls.phase_bar.bp_due.text() == "BP DUE"
+    assert window.alarm_bar.main_text().startswith("* BP reading due")
+    assert window.alarm_bar.shown_priority() is Priority.LOW
+    session.ingest([reading(150, stored=True)])  # from the cuff's memory: not the due reading
+    tick(1)
+    assert due() == ["* BP reading due"]
+    session.ingest([reading(134)])  # the cuff reads: cleared at once, without waiting for the tick
+    assert due() == []
+    assert controls.phase_bar.bp_due.text() == "BP in 15:00"
+    tick(15 * 60)
+    assert due() == ["* BP reading due"]  # due again after the interval
+    recorder.flush()
+    events = [
+        (e.event, e.priority)
+        for e in alarm_events(recorder.db, controls.log.session_id)
+        if e.alarm_key.startswith("bp_due")
+    ]
+    assert events == [("raised", "low"), ("cleared", "low"), ("raised", "low")]
+    controls.shutdown()
     window.shutdown()
     recorder.end_session()
     recorder.db.close()
