@@ -576,23 +576,39 @@ class SessionWorkflow:
         bp_readings: Sequence[BloodPressure] = (),
         *,
         started_wall: float | None = None,
+        started_mono: float | None = None,
+        last_seen: tuple[float, float] | None = None,
     ) -> None:
         """Rebuild the state from a session's records (in log order) after a restart.
 
-        The monotonic clock may have restarted, so each record's `mono` is re-derived from its wall
-        time relative to now (a wall-clock step during the gap shifts them by that step).
-        `started_wall` is when the session (its preparation phase) began.
+        Durations (dose clock, rest, BP schedule) come from the records' own `mono`, never from
+        their wall times: a wall-clock step during the session does not move them.
+        `last_seen` is (mono, wall) of the newest row the records' run wrote, when that run is
+        not this clock's (a restart): everything is then moved onto this clock's timeline by
+        timeline_shift(). Without it the records' mono are taken to be on this clock's timeline
+        already (the same run, or moved there by the storage: storage.session_log.restore_workflow).
+        `started_wall`/`started_mono` are when the session (its preparation phase) began.
         """
         now_mono, now_wall = self._clock.monotonic(), self._clock.wall()
-
-        def remap(wall: float) -> float:
-            return now_mono - (now_wall - wall)
-
+        shift = 0.0 if last_seen is None else timeline_shift(*last_seen, now_mono, now_wall)
         recs = list(records)
-        start = started_wall if started_wall is not None else (recs[0].wall if recs else now_wall)
+        start_wall = started_wall if started_wall is not None else (recs[0].wall if recs else now_wall)
+        start_mono = started_mono if started_mono is not None else (recs[0].mono if recs else now_mono)
         self._s = _State()
-        self._s.timeline.append((Phase.PREPARATION, remap(start), start))
+        self._s.timeline.append((Phase.PREPARATION, start_mono + shift, start_wall))
         for rec in recs:
-            self._apply(replace(rec, mono=remap(rec.wall)))
+            self._apply(replace(rec, mono=rec.mono + shift))
         for bp in bp_readings:
-            self.note_bp(replace(bp, mono=remap(bp.wall)))
+            self.note_bp(replace(bp, mono=bp.mono + shift))
+
+
+def timeline_shift(last_mono: float, last_wall: float, now_mono: float, now_wall: float) -> float:
+    """What to add to a monotonic time of an earlier run to put it on the current run's timeline.
+
+    A monotonic clock has an arbitrary origin per boot (per process for some clocks), so across
+    a restart only the wall clock spans the gap: the earlier run's newest row (`last_mono`,
+    `last_wall`) is placed `now_wall - last_wall` before now, and every earlier time keeps its
+    monotonic distance to that row. A wall-clock step while the earlier run was recording does
+    not move anything; only a step during the gap itself (when nothing ran to see it) can.
+    """
+    return (now_mono - (now_wall - last_wall)) - last_mono

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlite_utils import Database
 
@@ -34,6 +35,7 @@ from kapmonitor.workflow import (
     SessionDetails,
     SessionWorkflow,
     TreatmentProtocol,
+    timeline_shift,
 )
 
 #: A source of the session's next seq: Recorder.next_seq while a Recorder records the session.
@@ -292,6 +294,10 @@ class SessionLog:
     def records(self) -> list[Record]:
         """The workflow records of the session in log order (phase changes, decisions, doses as
         last corrected), for SessionWorkflow.restore."""
+        return [rec for _seq, rec in self.keyed_records()]
+
+    def keyed_records(self) -> list[tuple[int, Record]]:
+        """(seq, record) of records(), in log order (a dose at the seq of its original row)."""
         keyed: list[tuple[int, Record]] = []
         for r in self._db.execute(
             "SELECT seq, from_phase, to_phase, who, mono, t_utc, detail FROM phase_changes "
@@ -310,7 +316,7 @@ class SessionLog:
             keyed.append(
                 (original_seq, Dose(number, o.dose_mg, o.author, o.t_pressed_mono, o.t_pressed_utc, o.text))
             )
-        return [rec for _seq, rec in sorted(keyed, key=lambda k: k[0])]
+        return sorted(keyed, key=lambda k: k[0])
 
 
 def _obs(r: tuple[object, ...]) -> Observation:
@@ -471,17 +477,107 @@ class Resumed:
     gap_to_utc: float
 
 
+#: The session's tables that share its seq counter, with the (monotonic, UTC wall) columns of a row:
+#: where one run of the console stopped writing (the newest row before a resume marker).
+_TIMED_TABLES = (
+    ("numerics", "mono", "t_utc"),
+    ("device_events", "mono", "t_utc"),
+    ("alarm_events", "mono", "t_utc"),
+    ("blood_pressure", "mono", "t_utc"),
+    ("malformed_packets", "mono", "t_utc"),
+    ("audit", "mono", "t_utc"),
+    ("observations", "saved_mono", "saved_utc"),
+    ("phase_changes", "mono", "t_utc"),
+    ("decisions", "mono", "t_utc"),
+)
+_RESUMED = "resumed after interruption"
+
+
+@dataclass(frozen=True, slots=True)
+class MonoTimelines:
+    """Puts every row of a session on the monotonic timeline of its newest run.
+
+    The rule. A row's `mono` is valid against every other row written by the same run of the
+    console (one process; the same boot), whatever the wall clock did meanwhile. Each resume()
+    starts a new run and marks it with a console device event ("resumed after interruption",
+    stamped on the new run's clock); its monotonic origin may differ (a reboot), so the stored
+    mono of an earlier run is moved onto the next run's timeline ONCE per restart, by
+    workflow.timeline_shift() from the newest row the earlier run wrote (its wall vs mono) and the
+    marker: the gap is measured on the wall clock, which alone spans the restart, and everything
+    inside a run keeps its monotonic spacing. The newest run (after the last marker: this
+    process, which wrote it just before restoring) is left as stored. A wall-clock step during a
+    run therefore moves nothing; only one during the gap itself can (nothing ran to see it).
+    """
+
+    starts: tuple[int, ...] = ()  # first seq of each later run (its resume marker), ascending
+    shifts: tuple[float, ...] = (0.0,)  # per run, what to add to its stored mono; the newest's is 0
+
+    def shift(self, seq: int) -> float:
+        """What to add to the stored mono of the row numbered `seq`."""
+        return self.shifts[bisect_right(self.starts, seq)]
+
+    def mono(self, seq: int, mono: float) -> float:
+        return mono + self.shift(seq)
+
+
+def mono_timelines(db: Database, session_id: str) -> MonoTimelines:
+    """The session's runs (split at each resume marker) and each one's shift (see MonoTimelines)."""
+    markers = db.execute(
+        "SELECT seq, mono, t_utc FROM device_events WHERE session_id = ? AND device = ? AND detail LIKE ? "
+        "ORDER BY seq",
+        (session_id, CONSOLE_DEVICE, f"{_RESUMED}%"),
+    ).fetchall()
+    bridges: list[float] = []
+    for seq, mono, wall in markers:
+        last = _newest_row_before(db, session_id, int(seq))
+        bridges.append(0.0 if last is None else timeline_shift(last[0], last[1], float(mono), float(wall)))
+    # run k (before marker k) is moved across every later restart: the sum of the later bridges
+    shifts = [sum(bridges[k:]) for k in range(len(bridges))] + [0.0]
+    return MonoTimelines(tuple(int(m[0]) for m in markers), tuple(shifts))
+
+
+def _newest_row_before(db: Database, session_id: str, seq: int) -> tuple[float, float] | None:
+    """(mono, wall) of the session's row with the highest seq below `seq` (else its start)."""
+    parts = " UNION ALL ".join(
+        f"SELECT seq, {m} AS mono, {w} AS wall FROM {t} WHERE session_id = :s AND seq < :q"
+        for t, m, w in _TIMED_TABLES
+    )
+    row = db.execute(
+        f"SELECT mono, wall FROM ({parts}) ORDER BY seq DESC LIMIT 1", {"s": session_id, "q": seq}
+    ).fetchone()
+    if row is not None:
+        return float(row[0]), float(row[1])
+    session = get_session(db, session_id)
+    return None if session is None else (session.started_mono, session.started_utc)
+
+
 def restore_workflow(log: SessionLog, clock: Clock, **kwargs: float) -> SessionWorkflow | None:
-    """The SessionWorkflow of a stored session rebuilt from its log (None without details)."""
+    """The SessionWorkflow of a stored session rebuilt from its log (None without details).
+
+    Each record's mono is put on the newest run's timeline (MonoTimelines): within a run the
+    stored mono is used as it is, so the dose clock and the rest timer survive a wall-clock step.
+    """
     details = log.details()
     if details is None:
         return None
-    session = get_session(log.db, log.session_id)
+    db, sid = log.db, log.session_id
+    session = get_session(db, sid)
+    runs = mono_timelines(db, sid)
+    records = [replace(rec, mono=runs.mono(seq, rec.mono)) for seq, rec in log.keyed_records()]
+    bp_seqs = [
+        int(r[0])
+        for r in db.execute("SELECT seq FROM blood_pressure WHERE session_id = ? ORDER BY seq", (sid,))
+    ]
+    readings = [
+        replace(bp, mono=runs.mono(seq, bp.mono))
+        for seq, bp in zip(bp_seqs, blood_pressure(db, sid), strict=True)
+    ]
     wf = SessionWorkflow(details, clock, **kwargs)
     wf.restore(
-        log.records(),
-        blood_pressure(log.db, log.session_id),
+        records,
+        readings,
         started_wall=None if session is None else session.started_utc,
+        started_mono=None if session is None else session.started_mono + runs.shifts[0],
     )
     return wf
 

@@ -338,6 +338,53 @@ def test_crash_recovery_resume_marks_the_gap_and_continues_the_workflow(db_path:
         db2.close()
 
 
+def test_two_restarts_keep_the_dose_clock_through_wall_steps_inside_each_run(db_path: Path) -> None:
+    """Each run's rows keep their monotonic spacing; only the gaps (a reboot each) are bridged by
+    the wall clock, once per restart, from the newest row of the run that died."""
+    clock = FakeClock()
+    db = open_database(db_path)
+    rec, log = started(db, clock)
+    sid = log.session_id
+    wf = SessionWorkflow(details(), clock)
+    _run_to_dosing(log, wf, clock)
+    clock.advance(2 * MIN)
+    clock.jump_wall(-3600.0)  # an NTP step an hour back while the first run records
+    clock.advance(1 * MIN)
+    rec.add_numeric(Numeric(Param.SPO2, 97.0, clock.monotonic(), clock.wall(), "ox"))
+    rec.flush()
+    db.close()  # dies 3 min after the first device
+
+    second = FakeClock(start_wall=clock.wall() + 4 * MIN, start_mono=3.0)  # a reboot, 4 min later
+    db2 = open_database(db_path)
+    r = resume(db2, second, sid, "Dr A")
+    assert r.workflow is not None
+    assert r.workflow.dose_elapsed() == 7 * MIN
+    assert r.workflow.rest_remaining() == 0.0
+    assert r.workflow.due_at() == second.monotonic() + 33 * MIN
+    r.log.write(r.workflow.start_monitoring("Dr A"))
+    second.advance(5 * MIN)
+    second.jump_wall(3600.0)  # and an hour forward during the second run
+    second.advance(1 * MIN)
+    r.recorder.add_numeric(Numeric(Param.SPO2, 96.0, second.monotonic(), second.wall(), "ox"))
+    r.recorder.flush()
+    db2.close()  # dies again, 13 min after the first device
+
+    third = FakeClock(start_wall=second.wall() + 2 * MIN, start_mono=7.0)
+    db3 = open_database(db_path)
+    try:
+        again = resume(db3, third, sid, "Dr A")
+        assert again.workflow is not None
+        assert again.workflow.phase == Phase.MONITORING
+        assert again.workflow.dose_elapsed() == 15 * MIN
+        assert again.workflow.due_at() == third.monotonic() + 25 * MIN
+        assert [p for p, _ in again.workflow.timeline][-1] == Phase.MONITORING
+        # restoring again in the same run (no new marker) gives the same clock
+        same = restore_workflow(again.log, third)
+        assert same is not None and same.dose_elapsed() == 15 * MIN
+    finally:
+        db3.close()
+
+
 def test_close_interrupted(db: Database) -> None:
     clock = FakeClock()
     rec, log = started(db, clock)

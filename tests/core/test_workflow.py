@@ -30,6 +30,7 @@ from kapmonitor.workflow import (
     TreatmentProtocol,
     WorkflowError,
     format_elapsed,
+    timeline_shift,
 )
 
 MIN = 60.0
@@ -315,12 +316,15 @@ def test_restore_rebuilds_the_state_from_records_after_a_monotonic_restart() -> 
     log += wf.decide("proceed", "anxious, usual", "dr")
     log += wf.start_dosing("dr")
     log += wf.log_device("dr")
-    clock.advance(2 * MIN)
+    clock.advance(1 * MIN)
+    clock.jump_wall(-3600.0)  # an NTP step while the first run records: it moves nothing
+    clock.advance(1 * MIN)
     start_wall = 1_767_225_600.0
+    last_seen = (clock.monotonic(), clock.wall())  # the newest row the first run wrote
     # a reboot: the monotonic clock restarts near zero, the wall clock goes on 3 minutes later
     later = FakeClock(start_wall=clock.wall() + 3 * MIN, start_mono=5.0)
     again = SessionWorkflow(esk(84), later)
-    again.restore(log, [baseline], started_wall=start_wall)
+    again.restore(log, [baseline], started_wall=start_wall, last_seen=last_seen)
     assert again.phase == Phase.DOSING
     assert again.baseline == (150.0, 95.0)
     assert not again.needs_decision
@@ -396,3 +400,30 @@ def test_the_bp_due_alarm_clears_when_the_session_ends_and_never_comes_before_a_
     cancelled.cancel("patient declined", "dr")
     clock.advance(60 * MIN)
     assert other.update() is False and _bp_due(engine) == []
+
+
+def test_restore_in_the_same_run_keeps_the_records_mono_whatever_the_wall_clock_did() -> None:
+    clock = FakeClock()
+    wf = SessionWorkflow(esk(56), clock)
+    log: list[Record] = []
+    log += wf.start_baseline("dr")
+    baseline = bp(clock, 128, 80)
+    log += wf.record_baseline(baseline, "dr")
+    log += wf.start_dosing("dr")
+    log += wf.log_device("dr")
+    clock.advance(2 * MIN)
+    clock.jump_wall(3600.0)
+    clock.advance(1 * MIN)
+    again = SessionWorkflow(esk(56), clock)
+    again.restore(log, [baseline])
+    assert again.dose_elapsed() == wf.dose_elapsed() == 3 * MIN
+    assert again.rest_remaining() == wf.rest_remaining() == 2 * MIN
+    assert again.due_at() == wf.due_at()
+    assert again.last_bp_age() == 3 * MIN
+
+
+def test_timeline_shift_measures_only_the_gap_on_the_wall_clock() -> None:
+    # the earlier run's newest row at mono 5000 / wall W; now mono 12 and wall W + 600 (10 min later)
+    shift = timeline_shift(5000.0, 1_767_225_600.0, 12.0, 1_767_225_600.0 + 600)
+    assert 5000.0 + shift == 12.0 - 600
+    assert 4700.0 + shift == 12.0 - 900  # 5 min before that row stays 5 min before it

@@ -220,12 +220,6 @@ def test_the_dose_clock_follows_the_monotonic_clock(run: Run) -> None:
     assert run.workflow.rest_remaining() == pytest.approx(DEVICE_REST_S - since_dose)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: SessionWorkflow.restore re-derives each record's mono from its wall time "
-    "(mono = now_mono - (now_wall - wall)), so a resume after a wall-clock step moves the dose "
-    "clock and the rest timer by the step - see the issue 7 report",
-)
 def test_a_resumed_workflow_keeps_the_dose_clock_after_a_wall_jump(run: Run) -> None:
     restored = restore_workflow(run.log, run.clock)
     assert restored is not None
