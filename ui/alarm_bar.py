@@ -46,6 +46,8 @@ FLASH_TICK_S = 0.125
 AUDIO_FAILURE_TEXT = "AUDIO FAILURE — WATCH THE SCREEN"
 #: How long an alarm-off reminder highlights the ALARMS OFF segment (s).
 OFF_REMINDER_SHOW_S = 15.0
+#: How long a message (a refused action, a setting saved) stays on the bar's status line (s).
+MESSAGE_SHOW_S = 15.0
 
 #: Keyboard shortcuts of the alarm controls (shown on the buttons).
 ACK_KEY = "Space"
@@ -128,11 +130,16 @@ class AlarmBar(QWidget):
         self._flashers: list[NumericFlasher] = []
         self._last_css = ""
         self._off_reminder_until = -math.inf
+        self._message_until = -math.inf
 
         self._failure = QLabel()
         self._failure.setObjectName("alarmAudioFailure")
         self._failure.setFont(style.font(30, bold=True))
         self._failure.setVisible(False)
+        # a long failure reason wraps instead of pushing the window wider than the screen
+        self._failure.setWordWrap(True)
+        self._failure.setMinimumWidth(0)
+        self._failure.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._main = QLabel()
         self._main.setObjectName("alarmMain")
         self._main.setFont(style.font(32, bold=True))
@@ -153,7 +160,17 @@ class AlarmBar(QWidget):
         self._volume_label = QLabel()
         self._volume_label.setObjectName("alarmVolume")
         self._volume_label.setFont(style.font(22, bold=True))
-        for lab in (self._pause, self._off, self._volume_label):
+        # why the alarm limits in force are not the workstation's saved ones (stays until resolved)
+        self._limits_notice = QLabel()
+        self._limits_notice.setObjectName("alarmLimitsNotice")
+        self._limits_notice.setFont(style.font(20, bold=True))
+        self._limits_notice.setWordWrap(True)
+        # the answer to the last operator action (refused, or what was saved), for MESSAGE_SHOW_S
+        self._message = QLabel()
+        self._message.setObjectName("alarmMessage")
+        self._message.setFont(style.font(20, bold=True))
+        self._message.setWordWrap(True)
+        for lab in (self._pause, self._off, self._volume_label, self._limits_notice, self._message):
             lab.setVisible(False)
 
         # Space and F2: single keys that no observation code uses (the catalogue takes letters and
@@ -182,7 +199,9 @@ class AlarmBar(QWidget):
         status.addWidget(self._pause)
         status.addWidget(self._off)
         status.addWidget(self._volume_label)
-        status.addStretch(1)
+        status.addWidget(self._limits_notice, 1)
+        status.addWidget(self._message, 1)
+        status.addStretch(0)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 8, 16, 8)
         layout.setSpacing(4)
@@ -201,7 +220,7 @@ class AlarmBar(QWidget):
         try:
             n = self.engine.acknowledge("all", self._who())
         except ValueError as e:
-            self.action_failed.emit(str(e))
+            self.refuse(str(e))
             return 0
         self.refresh()
         return n
@@ -214,8 +233,31 @@ class AlarmBar(QWidget):
             else:
                 self.engine.pause_audio(self._who())
         except ValueError as e:
-            self.action_failed.emit(str(e))
+            self.refuse(str(e))
         self.refresh()
+
+    def refuse(self, reason: str) -> None:
+        """An operator action was refused: say why on the bar and emit action_failed."""
+        self.show_message(f"NOT DONE: {reason}")
+        self.action_failed.emit(reason)
+
+    def show_message(self, text: str) -> None:
+        """Show the answer to an operator action on the status line for MESSAGE_SHOW_S."""
+        self._message.setText(text)
+        self._message_until = self.clock.monotonic() + MESSAGE_SHOW_S
+        self.refresh()
+
+    def message_text(self) -> str:
+        """The message on the status line now ('' when none or expired)."""
+        return self._message.text() if self._message.isVisibleTo(self) else ""
+
+    def set_limits_notice(self, text: str) -> None:
+        """Why the alarm limits in force differ from the saved ones ('' clears it); shown until cleared."""
+        self._limits_notice.setText(text)
+        self._limits_notice.setVisible(bool(text))
+
+    def limits_notice(self) -> str:
+        return self._limits_notice.text() if self._limits_notice.isVisibleTo(self) else ""
 
     def set_audio_failed(self, failed: bool, detail: str = "") -> None:
         """The alarm sound cannot be played: the whole bar turns high-priority red, flashing, with words."""
@@ -297,6 +339,8 @@ class AlarmBar(QWidget):
         if self.shown_priority() != before:
             self._flash_t = 0.0  # a new signal starts in its lit phase, at once
 
+        self._message.setVisible(bool(self._message.text()) and self.clock.monotonic() < self._message_until)
+
         reminding = bool(off) and self.clock.monotonic() < self._off_reminder_until
         if self._off.property("reminding") != reminding:
             self._off.setProperty("reminding", reminding)
@@ -375,7 +419,8 @@ class AlarmBar(QWidget):
             f"QWidget#alarmBar {{ background: {bg}; border-bottom: 2px solid {style.BORDER}; }}"
             f" QWidget#alarmBar QLabel {{ color: {fg}; background: transparent; }}"
             f" QWidget#alarmBar QLabel#alarmPause, QWidget#alarmBar QLabel#alarmOff,"
-            f" QWidget#alarmBar QLabel#alarmVolume {{"
+            f" QWidget#alarmBar QLabel#alarmVolume, QWidget#alarmBar QLabel#alarmLimitsNotice,"
+            f" QWidget#alarmBar QLabel#alarmMessage {{"
             f" background: {style.BACKGROUND}; color: {style.ATTENTION};"
             f" border: 2px solid {style.ATTENTION}; border-radius: 4px;"
             f" padding: 2px 10px; }}"

@@ -13,9 +13,11 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSlider,
     QTableWidget,
     QTableWidgetItem,
@@ -395,4 +397,56 @@ class VolumeDialog(QDialog):
         self.accept()
 
 
-__all__ = ["HISTORY_COLUMNS", "AlarmHistoryPanel", "AlarmOffDialog", "LimitsDialog", "VolumeDialog"]
+#: The audio pause lengths offered (s): 1, 2 or 3 minutes (reference/alarms.md "Audio pause").
+PAUSE_LENGTHS_S: tuple[float, ...] = (60.0, 120.0, 180.0)
+
+
+class PauseLengthDialog(QDialog):
+    """How long an audio pause lasts: one click (or key 1, 2, 3) on 1, 2 or 3 minutes."""
+
+    def __init__(self, current_s: float, *, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Audio pause length")
+        self.setStyleSheet(DIALOG_STYLESHEET)
+        self._chosen: float | None = None
+        self.buttons: dict[float, QPushButton] = {}
+        row = QHBoxLayout()
+        for seconds in PAUSE_LENGTHS_S:
+            minutes = round(seconds / 60)
+            now = "  (now)" if seconds == current_s else ""
+            button = QPushButton(f"&{minutes} min{now}")
+            button.setFont(style.font(22, bold=True))
+            button.setMinimumSize(160, 64)
+            button.clicked.connect(lambda _=False, s=seconds: self.choose(s))
+            self.buttons[seconds] = button
+            row.addWidget(button)
+            if seconds == current_s:
+                button.setDefault(True)
+                button.setFocus()
+        cancel = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        cancel.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        title = QLabel("Alarm sound pauses for (the next pause on, and in new sessions):")
+        title.setWordWrap(True)
+        layout.addWidget(title)
+        layout.addLayout(row)
+        layout.addWidget(cancel)
+
+    def choose(self, seconds: float) -> None:
+        self._chosen = seconds
+        self.accept()
+
+    def chosen(self) -> float | None:
+        """The length picked (s), or None if cancelled."""
+        return self._chosen
+
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "PAUSE_LENGTHS_S",
+    "AlarmHistoryPanel",
+    "AlarmOffDialog",
+    "LimitsDialog",
+    "PauseLengthDialog",
+    "VolumeDialog",
+]

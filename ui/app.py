@@ -20,7 +20,7 @@ from kapmonitor import __version__
 from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.session import Session
-from kapmonitor.settings import Settings, default_settings_path
+from kapmonitor.settings import DEFAULT_AUDIO_PAUSE_S, Settings, default_settings_path
 from kapmonitor.storage import (
     Database,
     Recorder,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ui.main_window import MainWindow
     from ui.recovery_dialog import RecoveryChoice
     from ui.session_controls import SessionControls
-    from ui.sound import AlarmSoundPlayer
+    from ui.sound import AlarmSound
 
 log = logging.getLogger("kapmonitor")
 
@@ -105,9 +105,18 @@ class Monitor:
         else:
             self.recorder = Recorder(self.db, clock)
             self.session_id = self.recorder.begin_session(kind="demo" if demo else "live")
-        #: the KAP default alarm rules (../shared/reference/alarms.md); every transition is recorded
-        self.alarms = AlarmEngine(clock, kap_defaults())
+        # the workstation's default alarm limits and pause length, else the KAP defaults of
+        # ../shared/reference/alarms.md; a damaged saved preset is never half-applied
+        preset, problem = self.settings.alarm_preset() if self.settings is not None else (kap_defaults(), "")
+        pause_s = self.settings.audio_pause_s if self.settings is not None else DEFAULT_AUDIO_PAUSE_S
+        #: why the saved alarm limits are not in force ("" if they are), for the console to show
+        self.alarm_problem = problem
+        #: every transition and every operator action on it is recorded
+        self.alarms = AlarmEngine(clock, preset, pause_s=pause_s)
         self.session = Session(clock, self.recorder, alarms=self.alarms)
+        if problem:
+            log.warning("alarm limits: %s", problem)
+            self.alarms.audit_setting("system", "alarm_preset_fallback", problem)
         if self.resumed is not None:
             _show_recorded_past(self.session, self.db, self.session_id)
         self.links: list[DeviceLink] = []
@@ -291,7 +300,7 @@ def _run_qt(opts: Options) -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
-    from ui.sound import AlarmSoundPlayer
+    from ui.sound_process import ProcessAlarmSound
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -311,9 +320,9 @@ def _run_qt(opts: Options) -> int:
             finally:
                 db.close()
         monitor = Monitor(clock, opts.db, _make_demo(opts, clock), resume=resume, operator=operator)
-        sound = None
+        sound: ProcessAlarmSound | None = None
         if opts.command != "snapshot":  # a picture needs no sound; the console always does
-            sound = AlarmSoundPlayer()
+            sound = ProcessAlarmSound()  # in a child process: a crashing audio stack cannot stop the console
         window = build_console(opts, monitor, sound=sound)
         window.resize(1600, 900)
         closed = asyncio.Event()
@@ -333,6 +342,8 @@ def _run_qt(opts: Options) -> int:
                 await closed.wait()
         finally:
             window.close()
+            if sound is not None:
+                sound.close()
             await monitor.stop()
         print(monitor.session_id, flush=True)
         return 0
@@ -342,7 +353,7 @@ def _run_qt(opts: Options) -> int:
 
 
 def build_console(
-    opts: Options, monitor: Monitor, *, sound: AlarmSoundPlayer | None = None, ask_details: bool | None = None
+    opts: Options, monitor: Monitor, *, sound: AlarmSound | None = None, ask_details: bool | None = None
 ) -> MainWindow:
     """The console window for a monitor; for `monitor` (not `snapshot`) with the session controls
     and log docked (the new-session dialog asked first unless `ask_details` is False; a demo fills
@@ -350,7 +361,14 @@ def build_console(
     from ui.main_window import MainWindow
 
     operator = opts.operator
-    window = MainWindow(monitor.session, sound=sound, operator=lambda: operator)
+    window = MainWindow(
+        monitor.session,
+        sound=sound,
+        operator=lambda: operator,
+        settings=monitor.settings,
+        settings_path=monitor.settings_path,
+    )
+    window.show_alarm_limits_problem(monitor.alarm_problem)
     if sound is not None:
         sound.check_device()  # no audio output: the audio-failure alarm, shown at once
     if opts.command == "monitor":

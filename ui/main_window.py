@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import override
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDockWidget,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
-from kapmonitor.alarms import TechnicalCondition
+from kapmonitor.alarms import TechnicalCondition, kap_defaults
 from kapmonitor.measurements import BloodPressure, DeviceState, Numeric, Param
 from kapmonitor.session import (
     AlarmChanged,
@@ -21,12 +33,13 @@ from kapmonitor.session import (
     Session,
     SessionEvent,
 )
+from kapmonitor.settings import ALARM_PRESET_KEY, Settings
 from ui import style
 from ui.alarm_bar import ACK_KEY_LABEL, PAUSE_KEY, AlarmBar
-from ui.alarm_panels import AlarmHistoryPanel, AlarmOffDialog, LimitsDialog
+from ui.alarm_panels import AlarmHistoryPanel, AlarmOffDialog, LimitsDialog, PauseLengthDialog, VolumeDialog
 from ui.session_controls import SessionControls
 from ui.session_log_panel import HelpOverlay
-from ui.sound import AlarmSoundPlayer
+from ui.sound import AlarmSound
 from ui.waveform import SweepWaveform
 from ui.widgets import (
     UNUSABLE,
@@ -54,6 +67,10 @@ WINDOW_KEYS: tuple[tuple[str, str], ...] = (
 )
 #: The width of the observation keys and session log beside the monitor (px).
 SIDE_DOCK_WIDTH = 480
+#: What the audio-failure technical alarm is raised for (one sound channel per console).
+AUDIO_SOURCE = "audio"
+
+log = logging.getLogger(__name__)
 
 
 def format_elapsed(seconds: float) -> str:
@@ -78,8 +95,10 @@ class MainWindow(QMainWindow):
         session: Session,
         *,
         tz: tzinfo | None = None,
-        sound: AlarmSoundPlayer | None = None,
+        sound: AlarmSound | None = None,
         operator: Callable[[], str] | None = None,
+        settings: Settings | None = None,
+        settings_path: Path | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -88,6 +107,10 @@ class MainWindow(QMainWindow):
         #: who is at the console: every acknowledgement, pause and limit change is audited with it
         self.operator: Callable[[], str] = operator or (lambda: "operator")
         self.sound = sound
+        #: the workstation settings the alarm defaults are saved in (None: a demo, nothing is saved)
+        self.settings = settings
+        self.settings_path = settings_path
+        self._audio_failed = False
         self.setWindowTitle("kapmonitor")
         self.setObjectName("mainWindow")
         self.setStyleSheet(style.STYLESHEET)
@@ -164,6 +187,10 @@ class MainWindow(QMainWindow):
             self.alarm_bar.attach_tile(self.bp_tile, [Param.SYSTOLIC, Param.DIASTOLIC, Param.MAP])
         if self.sound is not None:
             self.sound.failed.connect(self.on_audio_failure)
+            self.sound.recovered.connect(self.on_audio_recovered)
+            if self.alarm_bar is not None:
+                self.sound.volume_changed.connect(self.alarm_bar.set_volume)
+                self.alarm_bar.set_volume(self.sound.volume())
 
         for param in TILE_PARAMS:
             self._update_tile(param)
@@ -254,6 +281,156 @@ class MainWindow(QMainWindow):
         menu.addAction("Turn a parameter's alarms &off…", self.open_alarm_off)
         menu.addAction("Turn all alarms back &on", self.alarms_on)
         menu.addAction("Alarm &history", self.show_history)
+        menu.addSeparator()
+        menu.addAction("Alarm &volume…", self.open_volume)
+        menu.addAction("Audio &pause length…", self.open_pause_length)
+        menu.addSeparator()
+        menu.addAction("&Save limits as workstation default", self.save_limits_as_default)
+        menu.addAction("&Restore KAP default limits", self.restore_kap_limits)
+        self.alarm_menu = menu
+
+    # -- alarm settings: refused without an operator, like acknowledge; every change audited ----
+    def _who_or_refuse(self) -> str:
+        """The operator's name, or "" after saying on the alarm bar that the action needs one."""
+        who = self.operator().strip()
+        if not who:
+            self._refuse("an alarm action must say who did it")
+        return who
+
+    def _refuse(self, reason: str) -> None:
+        log.warning("alarm action refused: %s", reason)
+        if self.alarm_bar is not None:
+            self.alarm_bar.refuse(reason)
+
+    def _tell(self, text: str) -> None:
+        log.info("%s", text)
+        if self.alarm_bar is not None:
+            self.alarm_bar.show_message(text)
+
+    def _save_settings(self) -> bool:
+        """Write the workstation settings; False (and said on the bar) if there are none or it failed."""
+        if self.settings is None or self.settings_path is None:
+            self._refuse("a demo session does not change the workstation settings")
+            return False
+        try:
+            self.settings.save(self.settings_path)
+        except OSError as exc:
+            self._refuse(f"workstation settings not saved: {exc}")
+            return False
+        return True
+
+    def _confirm(self, title: str, text: str, checkbox: QCheckBox | None = None) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=self)
+        box.setObjectName("alarmConfirm")
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Yes)
+        if checkbox is not None:
+            box.setCheckBox(checkbox)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
+    def open_volume(self) -> None:
+        """The alarm volume dialog; a change is audited (the bar shows a reduced volume at all times)."""
+        if self.sound is None:
+            self._refuse("this console has no alarm sound")
+            return
+        if not self._who_or_refuse():
+            return
+        VolumeDialog(self.sound.volume(), self._set_volume, parent=self).exec()
+
+    def _set_volume(self, percent: int) -> int:
+        assert self.sound is not None and self.session.alarms is not None
+        who = self._who_or_refuse()
+        if not who:
+            return self.sound.volume()
+        old = self.sound.volume()
+        applied = self.sound.set_volume(percent)
+        if applied != old:
+            self.session.alarms.audit_setting(who, "alarm_volume", f"alarm volume {old} % → {applied} %")
+        return applied
+
+    def open_pause_length(self) -> None:
+        """1, 2 or 3 minutes of audio pause (audited), remembered for the workstation's next sessions."""
+        engine = self.session.alarms
+        assert engine is not None
+        who = self._who_or_refuse()
+        if not who:
+            return
+        dialog = PauseLengthDialog(engine.pause_s, parent=self)
+        dialog.exec()
+        seconds = dialog.chosen()
+        if seconds is not None:
+            self.set_pause_length(seconds, who)
+
+    def set_pause_length(self, seconds: float, who: str) -> None:
+        engine = self.session.alarms
+        assert engine is not None
+        try:
+            engine.set_pause_length(seconds, who)
+        except ValueError as exc:
+            self._refuse(str(exc))
+            return
+        self._update_alarms()  # the pause button shows the new length at once
+        if self.settings is not None:
+            self.settings.audio_pause_s = seconds
+            if self._save_settings():
+                self._tell(f"Audio pause {seconds / 60:g} min, also in new sessions")
+        else:
+            self._tell(f"Audio pause {seconds / 60:g} min for this session")
+
+    def save_limits_as_default(self) -> None:
+        """Keep the limits in force as the workstation default: new sessions start from them."""
+        engine = self.session.alarms
+        assert engine is not None
+        who = self._who_or_refuse()
+        if not who:
+            return
+        if self.settings is None:
+            self._refuse("a demo session does not change the workstation settings")
+            return
+        if not self._confirm(
+            "Save alarm limits",
+            "Save the alarm limits now in force as this workstation's default?\n\n"
+            "New sessions will start from these limits.",
+        ):
+            return
+        self.settings.set_alarm_preset(engine.preset)
+        if self._save_settings():
+            engine.audit_setting(who, "alarm_preset_saved", "limits in force saved as workstation default")
+            if self.alarm_bar is not None:
+                self.alarm_bar.set_limits_notice("")
+            self._tell("Alarm limits saved: new sessions start from them")
+
+    def restore_kap_limits(self) -> None:
+        """Bring the limits back to the KAP defaults (each change audited); may forget the saved default."""
+        engine = self.session.alarms
+        assert engine is not None
+        who = self._who_or_refuse()
+        if not who:
+            return
+        saved = self.settings is not None and ALARM_PRESET_KEY in self.settings.extra
+        clear = QCheckBox("Also clear the saved workstation default (new sessions start from KAP defaults)")
+        if not self._confirm(
+            "Restore KAP default limits",
+            "Set every alarm limit of this session back to the KAP defaults?",
+            clear if saved else None,
+        ):
+            return
+        changed = engine.apply_preset(kap_defaults(), who)
+        self._update_alarms()
+        text = f"KAP default limits restored ({changed} rules changed)"
+        if saved and clear.isChecked() and self.settings is not None:
+            self.settings.set_alarm_preset(None)
+            if self._save_settings():
+                engine.audit_setting(who, "alarm_preset_cleared", "saved workstation default cleared")
+                if self.alarm_bar is not None:
+                    self.alarm_bar.set_limits_notice("")
+                text += "; saved default cleared"
+        self._tell(text)
+
+    def show_alarm_limits_problem(self, problem: str) -> None:
+        """Why the saved limits are not in force (e.g. damaged: KAP defaults used), on the alarm bar."""
+        if problem and self.alarm_bar is not None:
+            self.alarm_bar.set_limits_notice(f"ALARM LIMITS: {problem}")
 
     def open_limits(self) -> None:
         assert self.session.alarms is not None
@@ -297,10 +474,26 @@ class MainWindow(QMainWindow):
 
     def on_audio_failure(self, detail: str) -> None:
         """No sound device or playback failed: a technical alarm, and the bar turns unmissable."""
+        self._audio_failed = True
         if self.session.alarms is not None:
-            self.session.alarms.set_technical(TechnicalCondition.AUDIO_FAILURE, "audio", True, detail)
+            self.session.alarms.set_technical(TechnicalCondition.AUDIO_FAILURE, AUDIO_SOURCE, True, detail)
         if self.alarm_bar is not None:
             self.alarm_bar.set_audio_failed(True, detail)
+
+    def on_audio_recovered(self) -> None:
+        """The sound channel proved it works again (the player's recovered(), never a guess): the
+        audio-failure alarm clears, the bar leaves failure mode, and the alarm sound is resumed."""
+        if not self._audio_failed:
+            return
+        self._audio_failed = False
+        log.warning("alarm sound works again: audio-failure alarm cleared")
+        if self.session.alarms is not None:
+            self.session.alarms.set_technical(
+                TechnicalCondition.AUDIO_FAILURE, AUDIO_SOURCE, False, "sound process restarted and ready"
+            )
+        if self.alarm_bar is not None:
+            self.alarm_bar.set_audio_failed(False)
+        self._update_alarms()
 
     # -- session events ----------------------------------------------------------------------
     def _on_event(self, event: SessionEvent) -> None:

@@ -10,6 +10,10 @@ If the child exits, crashes, or does not answer a command within REPLY_TIMEOUT_M
 "An audio failure must never go unnoticed") and the child is restarted after a back-off (RESTART_DELAYS_MS,
 capped at its last value, so it keeps trying but never spins). The restarted child gets the current volume
 and, if an alarm was sounding, that alarm again. Nothing of QtMultimedia is instantiated in this process.
+
+After a failure the channel is declared working again (`recovered()`) only on evidence: a restarted child
+has answered everything it was given, found an audio output when asked, and reported no failure. A
+failure of a child that stays alive is never declared over (its QtMultimedia never reconnects).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class ProcessAlarmSound(QObject):
     sounding_changed = Signal(str)
     #: A (re)started child is ready and has answered the current volume and sound it was given.
     ready = Signal()
+    #: After failed(): a restarted child answered, has an audio output and reported no failure.
+    recovered = Signal()
 
     def __init__(
         self,
@@ -65,6 +71,8 @@ class ProcessAlarmSound(QObject):
         self._device_ok = True
         self._check_wanted = False
         self._failed_reason = ""
+        self._failing = False  # failed() was emitted and recovered() has not followed yet
+        self._sync_failed = False  # the child being synced reported a failure
         self._proc: QProcess | None = None
         self._child_ready = False
         self._syncing = False  # the (re)started child has been given the state, no answer yet
@@ -250,6 +258,7 @@ class ProcessAlarmSound(QObject):
             # the child's player failed and went quiet: mirror it (as AlarmSoundPlayer._fail does)
             was = self._priority
             self._priority = ""
+            self._sync_failed = True
             self._report(rest)
             if was:
                 self.sounding_changed.emit("")
@@ -269,6 +278,9 @@ class ProcessAlarmSound(QObject):
             if self._syncing and not self._pending:
                 self._syncing = False
                 self.ready.emit()
+                if self._failing and self._device_ok and not self._sync_failed:
+                    self._failing = False
+                    self.recovered.emit()
         elif line:
             self._lost(f"unexpected output {line!r}")
 
@@ -279,7 +291,8 @@ class ProcessAlarmSound(QObject):
         self._send(f"volume {self._volume}")
         if self._priority:
             self._send(f"play {self._priority} {self._step}")
-        if self._check_wanted:
+        self._sync_failed = False
+        if self._check_wanted or self._failing:  # after a failure: is there an output now?
             self._check_wanted = False
             self._send("check")
         self._syncing = True  # ready() once the child has answered all of it
@@ -311,4 +324,5 @@ class ProcessAlarmSound(QObject):
 
     def _report(self, reason: str) -> None:
         self._failed_reason = reason
+        self._failing = True
         self.failed.emit(reason)

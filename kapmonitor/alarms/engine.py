@@ -633,6 +633,12 @@ class AlarmEngine:
         old, self.pause_s = self.pause_s, seconds
         self._record(who, "pause_length", f"audio pause {old:g} s → {seconds:g} s")
 
+    def audit_setting(self, who: str, action: str, detail: str) -> None:
+        """Audit an alarm setting kept outside the engine (the alarm volume, the workstation default
+        limits) with who and when, in the same trail as the engine's own actions."""
+        _need_who(who)
+        self._record(who, action, detail)
+
     def cancel_pause(self, who: str) -> None:
         """End an audio pause early (audited); active alarms sound again."""
         _need_who(who)

@@ -33,7 +33,7 @@ from tests import audio_support as audio
 from tests.ui.test_alarm_sound import EXPECTED, IN_BURST_TOL_MS, LATENCY_BUDGET_MS
 from ui.alarm_bar import FLASH_PERIOD_S, PRIORITY_BG
 from ui.main_window import MainWindow
-from ui.sound import BURST_MS, AlarmSound, AlarmSoundPlayer
+from ui.sound import BURST_MS
 from ui.sound_process import STARTUP_TIMEOUT_MS, ProcessAlarmSound
 
 #: Scenario seconds per wall second, for the emulator and the console's clock alike. The sound is real
@@ -212,7 +212,7 @@ def test_desaturation_sounds_and_shows_medium_then_high_pause_and_acknowledge_ar
         pass
     failures: list[str] = []
     sound.failed.connect(failures.append)
-    window = MainWindow(session, sound=_as_player(sound), operator=lambda: OPERATOR)
+    window = MainWindow(session, sound=sound, operator=lambda: OPERATOR)
     watch.window = window
     session.subscribe(watch.after)
     qtbot.addWidget(window)
@@ -348,9 +348,3 @@ async def _clinician(
     assert bar.main_text().startswith("*** SpO2 < 85 %") and bar.main_text().endswith("[ACK]")
     assert not bar.ack_button.isEnabled()
     await covered(cap, acked_at + 1.5)
-
-
-def _as_player(sound: AlarmSound) -> AlarmSoundPlayer:
-    # MainWindow's `sound` is still annotated AlarmSoundPlayer; it needs only ui.sound.AlarmSound, which
-    # ProcessAlarmSound provides (mypy checks that at the call)
-    return sound  # type: ignore[return-value]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -11,11 +12,17 @@ import numpy as np
 import pytest
 from pytestqt.qtbot import QtBot
 
+from kapmonitor.alarms import AlarmEngine, AlarmKind, Priority, TechnicalCondition, kap_defaults
+from kapmonitor.clock import FakeClock
+from kapmonitor.session import Session
+from kapmonitor.storage import Recorder, open_database
 from tests import audio_support as audio
 from tests.ui.test_alarm_sound import EXPECTED, IN_BURST_TOL_MS, LATENCY_BUDGET_MS
+from ui.main_window import AUDIO_SOURCE, MainWindow
 from ui.sound import BURST_MS, MIN_VOLUME_PERCENT, STALL_MARGIN_MS
 from ui.sound_process import REPLY_TIMEOUT_MS, RESTART_DELAYS_MS, STARTUP_TIMEOUT_MS, ProcessAlarmSound
 
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 MakeSound = Callable[[dict[str, str]], ProcessAlarmSound]
 
 # SIGKILL of the child to failed(): QProcess sees the exit at once; 1 s is the brief's bound.
@@ -261,3 +268,108 @@ def test_play_to_sound_latency_through_the_child(
     p50, p99 = np.percentile(latencies_ms, [50, 99])
     print(f"play() through the child to the sink, {plays} plays: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     assert p99 <= LATENCY_BUDGET_MS
+
+
+class _Console:
+    """A console window on a real session (SQLite file, fake clock) with `sound` as its alarm sound."""
+
+    def __init__(self, qtbot: QtBot, tmp_path: Path, sound: ProcessAlarmSound) -> None:
+        self.clock = FakeClock()
+        self.db = open_database(tmp_path / "sessions.sqlite")
+        self.recorder = Recorder(self.db, self.clock)
+        self.recorder.begin_session(kind="live")
+        self.engine = AlarmEngine(self.clock, kap_defaults())
+        self.session = Session(self.clock, self.recorder, alarms=self.engine)
+        self.window = MainWindow(self.session, sound=sound, operator=lambda: "Dr Ada")
+        qtbot.addWidget(self.window)
+        self.window.resize(1600, 900)
+        self.window.show()
+
+    def failing(self) -> bool:
+        return self.engine.technical_active(TechnicalCondition.AUDIO_FAILURE, AUDIO_SOURCE)
+
+    def close(self) -> None:
+        self.window.close()
+        self.recorder.end_session("completed")
+        self.db.close()
+
+
+@pytest.mark.slow
+def test_audio_failure_clears_once_a_restarted_child_works(
+    qtbot: QtBot,
+    tmp_path: Path,
+    pulse_server: audio.PulseServer,
+    make_sound: MakeSound,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sound = make_sound(pulse_server.env())
+    console = _Console(qtbot, tmp_path, sound)
+    bar = console.window.alarm_bar
+    assert bar is not None
+    try:
+        recovered: list[float] = []
+        sound.recovered.connect(lambda: recovered.append(audio.now()))
+        pid = sound.pid()
+        with qtbot.waitSignal(sound.failed, timeout=round(KILL_TO_FAILED_S * 1000)):
+            os.kill(pid, signal.SIGKILL)
+        assert console.failing()
+        assert bar.failure_text().startswith("AUDIO FAILURE — WATCH THE SCREEN (alarm sound process ended")
+        assert bar.shown_priority() is Priority.HIGH
+        assert recovered == []  # failed, not yet proven working
+
+        caplog.set_level(logging.WARNING, logger="ui.main_window")
+        with qtbot.waitSignal(sound.recovered, timeout=RESTART_DELAYS_MS[0] + STARTUP_TIMEOUT_MS):
+            pass
+        assert sound.pid() not in (0, pid)
+        assert not console.failing()
+        assert bar.failure_text() == ""
+        assert bar.main_text() == "No active alarms"
+        (alarm,) = [a for a in console.engine.history() if a.kind is AlarmKind.TECHNICAL]
+        assert alarm.message == "ALARM AUDIO FAILURE: audio"
+        assert alarm.cleared_wall is not None and alarm.cleared_reason == "condition ended"
+        assert "alarm sound works again: audio-failure alarm cleared" in caplog.text
+
+        # the volume notice on a working channel, for the README picture
+        sound.set_volume(0)
+        bar.render_png(SHOTS / "alarm-bar-volume-floor.png")
+        assert bar.volume_text() == f"ALARM VOLUME {MIN_VOLUME_PERCENT} % — MINIMUM, NEVER SILENT"
+    finally:
+        console.close()
+
+
+def test_audio_failure_stays_while_a_restarted_child_finds_no_output(
+    qtbot: QtBot, tmp_path: Path, make_sound: MakeSound
+) -> None:
+    sound = make_sound(audio.PulseServer(tmp_path / "pulse").env())  # never started: no output
+    console = _Console(qtbot, tmp_path, sound)
+    try:
+        recovered: list[bool] = []
+        sound.recovered.connect(lambda: recovered.append(True))
+        pid = sound.pid()
+        with qtbot.waitSignal(sound.failed, timeout=round(KILL_TO_FAILED_S * 1000)):
+            os.kill(pid, signal.SIGKILL)
+        assert console.failing()
+        # the restarted child answers (ready), but its device check finds no output: still failing
+        with qtbot.waitSignal(sound.ready, timeout=RESTART_DELAYS_MS[0] + STARTUP_TIMEOUT_MS):
+            pass
+        assert sound.pid() not in (0, pid)
+        # and it says so itself (no output, or its sounds cannot load on none)
+        qtbot.waitUntil(lambda: "process ended" not in sound.last_failure(), timeout=1000)
+        assert recovered == []
+        assert console.failing()
+        assert console.window.alarm_bar is not None
+        assert console.window.alarm_bar.failure_text().startswith("AUDIO FAILURE")
+    finally:
+        console.close()
+
+
+def test_a_first_start_is_no_recovery(qtbot: QtBot, tmp_path: Path) -> None:
+    sound = ProcessAlarmSound(environment=audio.PulseServer(tmp_path).env())
+    recovered: list[bool] = []
+    sound.recovered.connect(lambda: recovered.append(True))
+    try:
+        with qtbot.waitSignal(sound.ready, timeout=STARTUP_TIMEOUT_MS):
+            pass
+        assert recovered == []  # nothing had failed: nothing to declare over
+    finally:
+        sound.close()
