@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -138,12 +138,23 @@ class RemsForm:
     flags: tuple[str, ...]
 
 
-def _valid_live(readings: Iterable[BloodPressure]) -> list[BloodPressure]:
-    # Stored (cuff-memory) readings are left out: their time is the cuff's own clock.
+def _valid_live(
+    readings: Iterable[BloodPressure], at: Callable[[BloodPressure], float]
+) -> list[BloodPressure]:
+    # Stored (cuff-memory) readings are left out: their time is the cuff's own clock. The sort is
+    # stable: readings at the same time stay in the order given (the log's seq order).
     return sorted(
         (r for r in readings if not r.stored and r.systolic is not None and r.diastolic is not None),
-        key=lambda r: r.wall,
+        key=at,
     )
+
+
+def _wall_of(r: BloodPressure) -> float:
+    return r.wall
+
+
+def _mono_of(r: BloodPressure) -> float:
+    return r.mono
 
 
 def _in_range(f: BpField) -> bool | None:
@@ -167,6 +178,9 @@ def rems_form(
     *,
     dose_mg: float | None = None,
     observations: Iterable[Observation] = (),
+    first_device_mono: float | None = None,
+    end_mono: float | None = None,
+    ready_to_leave_mono: float | None = None,
 ) -> RemsForm:
     """Fill the REMS form from a session's data.
 
@@ -176,32 +190,49 @@ def rems_form(
     after the first device (STALE). `dose_mg` defaults to the planned dose. Sedation occurred if any
     MOAA/S < 5 or RASS < 0 was scored; dissociation if any CADSS-6 total > 0 (`observations` as
     last corrected).
+
+    Time line: with `first_device_mono` (and `end_mono`, and `ready_to_leave_mono` when there is a
+    ready time) every duration and every choice of reading is on the monotonic clock, the readings
+    placed by their own `mono` (all on one timeline, e.g. a stored session's, see
+    storage.session_log.MonoTimelines), so a wall-clock step during the session changes none of
+    them; the printed session date stays the UTC wall time of the first device. Without them the
+    wall times are the time line (a caller whose clock did not step).
     """
-    if end_utc < first_device_utc:
+    at: Callable[[BloodPressure], float]
+    if first_device_mono is None:
+        first, end, ready_at = first_device_utc, end_utc, ready_to_leave_utc
+        at = _wall_of
+    else:
+        if end_mono is None or (ready_to_leave_utc is not None and ready_to_leave_mono is None):
+            raise ValueError("with the first device's monotonic time, the end's (and ready's) are needed too")
+        first, end = first_device_mono, end_mono
+        ready_at = None if ready_to_leave_utc is None else ready_to_leave_mono
+        at = _mono_of
+    if end < first:
         raise ValueError("the end of monitoring is before the first device")
-    live = _valid_live(bp_readings)
+    live = _valid_live(bp_readings, at)
 
     def minutes(r: BloodPressure) -> float:
-        return (r.wall - first_device_utc) / 60.0
+        return (at(r) - first) / 60.0
 
     def fld(r: BloodPressure | None, flag: BpFlag | None) -> BpField:
         return BpField(r, None if r is None else minutes(r), flag)
 
-    before = [r for r in live if r.wall < first_device_utc]
+    before = [r for r in live if at(r) < first]
     bp_before = fld(before[-1], None) if before else fld(None, BpFlag.MISSING)
 
-    target = first_device_utc + FIRST_BP_AFTER_DOSE_S
-    window = [r for r in live if abs(r.wall - target) <= FORTY_MIN_WINDOW_S]
-    after_window = [r for r in live if target + FORTY_MIN_WINDOW_S < r.wall <= end_utc]
+    target = first + FIRST_BP_AFTER_DOSE_S
+    window = [r for r in live if abs(at(r) - target) <= FORTY_MIN_WINDOW_S]
+    after_window = [r for r in live if target + FORTY_MIN_WINDOW_S < at(r) <= end]
     if window:
-        bp_40 = fld(min(window, key=lambda r: (abs(r.wall - target), r.wall)), None)
+        bp_40 = fld(min(window, key=lambda r: (abs(at(r) - target), at(r))), None)
     elif after_window:
         bp_40 = fld(after_window[0], BpFlag.LATE)
     else:
         bp_40 = fld(None, BpFlag.MISSING)
 
-    during = [r for r in live if first_device_utc <= r.wall <= end_utc]
-    final = [r for r in during if r.wall >= end_utc - COMPLETION_WINDOW_S]
+    during = [r for r in live if first <= at(r) <= end]
+    final = [r for r in during if at(r) >= end - COMPLETION_WINDOW_S]
     if final:
         bp_end = fld(final[-1], None)
     elif during:
@@ -209,8 +240,8 @@ def rems_form(
     else:
         bp_end = fld(None, BpFlag.MISSING)
 
-    total = (end_utc - first_device_utc) / 60.0
-    ready = None if ready_to_leave_utc is None else (ready_to_leave_utc - first_device_utc) / 60.0
+    total = (end - first) / 60.0
+    ready = None if ready_at is None else (ready_at - first) / 60.0
     dose = dose_mg if dose_mg is not None else (details.planned_dose_mg or 0.0)
     category = f"{dose:g}" if dose in (56.0, 84.0) else "other"
     cats, unclassified = concomitant_categories(details.concomitant)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from sqlite_utils import Database
 
 from kapmonitor.clock import Clock, utc_iso
-from kapmonitor.measurements import DeviceEvent
+from kapmonitor.measurements import BloodPressure, DeviceEvent
 from kapmonitor.observations import (
     DOSE_GIVEN,
     Observation,
@@ -380,33 +380,51 @@ def rems_for_session(log: SessionLog, clock: Clock) -> RemsForm | None:
     """The REMS form of a stored esketamine session (None without details or before any device).
 
     The end of monitoring is when the clinician ended the session (its change to "ended"), else the
-    recording's end, or now while it is still recording; the dose is the sum of the devices logged
-    (as last corrected); the observations are as last corrected.
+    recording's end, or now while it is still recording (this process is then the recording run);
+    the dose is the sum of the devices logged (as last corrected); the observations are as last
+    corrected. Durations and the choice of readings follow the monotonic clock, every row put on
+    the newest run's timeline (MonoTimelines); the form's printed times stay UTC wall.
     """
     details = log.details()
     if details is None or details.protocol != TreatmentProtocol.ESKETAMINE_IN:
         return None
-    doses = [r for r in log.records() if isinstance(r, Dose)]
+    db, sid = log.db, log.session_id
+    runs = mono_timelines(db, sid)
+    keyed = [(seq, replace(rec, mono=runs.mono(seq, rec.mono))) for seq, rec in log.keyed_records()]
+    doses = [r for _seq, r in keyed if isinstance(r, Dose)]
     if not doses:
         return None
-    ended = [p.wall for p in log.phase_changes() if p.to_phase == Phase.ENDED]
-    session = get_session(log.db, log.session_id)
+    ended = [r for _seq, r in keyed if isinstance(r, PhaseChange) and r.to_phase == Phase.ENDED]
+    session = get_session(db, sid)
     if ended:
-        end = ended[-1]
-    elif session is not None and session.ended_utc is not None:
-        end = session.ended_utc
+        end_wall, end_mono = ended[-1].wall, ended[-1].mono
+    elif session is not None and session.ended_utc is not None and session.ended_mono is not None:
+        end_wall, end_mono = session.ended_utc, session.ended_mono  # written by the newest run
     else:
-        end = clock.wall()
-    ready = [d.wall for d in log.decisions() if d.kind == "ready_to_leave"]
+        end_wall, end_mono = clock.wall(), clock.monotonic()
+    ready = [r for _seq, r in keyed if isinstance(r, Decision) and r.kind == "ready_to_leave"]
     return rems_form(
         details,
-        blood_pressure(log.db, log.session_id),
+        readings_on_timeline(db, sid, runs),
         doses[0].wall,
-        end,
-        ready[0] if ready else None,
+        end_wall,
+        ready[0].wall if ready else None,
         dose_mg=sum(d.mg or 0.0 for d in doses),
         observations=log.current_observations(),
+        first_device_mono=doses[0].mono,
+        end_mono=end_mono,
+        ready_to_leave_mono=ready[0].mono if ready else None,
     )
+
+
+def readings_on_timeline(db: Database, session_id: str, runs: MonoTimelines) -> list[BloodPressure]:
+    """The session's cuff readings in seq order, each one's mono on the newest run's timeline."""
+    seqs = [
+        int(r[0])
+        for r in db.execute("SELECT seq FROM blood_pressure WHERE session_id = ? ORDER BY seq", (session_id,))
+    ]
+    readings = blood_pressure(db, session_id)
+    return [replace(bp, mono=runs.mono(seq, bp.mono)) for seq, bp in zip(seqs, readings, strict=True)]
 
 
 # -- crash recovery -----------------------------------------------------------------------------------
@@ -564,14 +582,7 @@ def restore_workflow(log: SessionLog, clock: Clock, **kwargs: float) -> SessionW
     session = get_session(db, sid)
     runs = mono_timelines(db, sid)
     records = [replace(rec, mono=runs.mono(seq, rec.mono)) for seq, rec in log.keyed_records()]
-    bp_seqs = [
-        int(r[0])
-        for r in db.execute("SELECT seq FROM blood_pressure WHERE session_id = ? ORDER BY seq", (sid,))
-    ]
-    readings = [
-        replace(bp, mono=runs.mono(seq, bp.mono))
-        for seq, bp in zip(bp_seqs, blood_pressure(db, sid), strict=True)
-    ]
+    readings = readings_on_timeline(db, sid, runs)
     wf = SessionWorkflow(details, clock, **kwargs)
     wf.restore(
         records,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kapmonitor.measurements import BloodPressure
@@ -143,3 +145,40 @@ def test_concomitant_categories() -> None:
         ConcomitantCategory.PSYCHOSTIMULANTS,
     }
     assert other == ["Vitamin D"]
+
+
+def test_minutes_and_the_40_minute_reading_follow_the_monotonic_clock() -> None:
+    """A wall step an hour forward 35 min after the first device: by wall time the 38-minute reading
+    would be 98 min after it; on the monotonic clock it is the one nearest 40 min."""
+    step = 3600.0
+
+    def stepped(minute: float, sys: float = 130, dia: float = 80) -> BloodPressure:
+        r = reading(minute, sys, dia)
+        return replace(r, wall=r.wall + (step if minute >= 35 else 0.0))
+
+    readings = [stepped(-6, 138, 88), stepped(38, 160, 95), stepped(47, 150, 92), stepped(125, 128, 82)]
+    form = rems_form(
+        details(),
+        readings,
+        T0,
+        T0 + 130 * MIN + step,
+        T0 + 95 * MIN + step,
+        first_device_mono=1000.0,
+        end_mono=1000 + 130 * MIN,
+        ready_to_leave_mono=1000 + 95 * MIN,
+    )
+    assert form.bp_at_40_min.text == "160/95" and form.bp_at_40_min.flag is None
+    assert form.bp_at_40_min.minutes_after_first_device == 38
+    assert form.bp_before_dosing.minutes_after_first_device == -6
+    assert form.bp_before_completion.text == "128/82"
+    assert (form.total_minutes, form.ready_to_leave_minutes) == (130, 95)
+    assert form.session_date == "2026-01-01"
+    by_wall = rems_form(details(), readings, T0, T0 + 130 * MIN + step, T0 + 95 * MIN + step)
+    assert by_wall.total_minutes == 190  # what the wall clock alone would say
+    # a wall step back would put the end wall-before the first device: fine on the monotonic clock
+    back = rems_form(details(), [], T0, T0 + 10 * MIN - step, None, first_device_mono=0.0, end_mono=130 * MIN)
+    assert back.total_minutes == 130
+    with pytest.raises(ValueError, match="before the first device"):
+        rems_form(details(), [], T0, T0 + 10 * MIN, None, first_device_mono=10.0, end_mono=0.0)
+    with pytest.raises(ValueError, match="monotonic"):
+        rems_form(details(), [], T0, T0 + 10 * MIN, T0, first_device_mono=0.0, end_mono=600.0)

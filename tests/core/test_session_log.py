@@ -579,3 +579,67 @@ def test_rems_end_of_monitoring_is_when_the_clinician_ended_the_session(db: Data
     rec.end_session()
     form = rems_for_session(log, clock)
     assert form is not None and form.total_minutes == pytest.approx(125)  # not the recording's end
+
+
+def test_the_rems_form_follows_the_monotonic_clock_through_a_wall_step_and_a_restart(db_path: Path) -> None:
+    """An hour's NTP step back 22 min after the first device, a crash and a reboot at 41 min: the
+    form's minutes and readings are those of the monotonic clock, bridged once at the restart."""
+    clock = FakeClock()
+    db = open_database(db_path)
+    rec, log = started(db, clock)
+    sid = log.session_id
+    wf = SessionWorkflow(details(), clock)
+    log.save_details(details())
+    log.write(wf.start_baseline("dr"))
+    clock.advance(60)
+    before = BloodPressure(132, 84, None, 60, clock.monotonic(), clock.wall(), "cuff")
+    rec.add_blood_pressure(before)
+    log.write(wf.record_baseline(before, "dr"))
+    log.write(wf.start_dosing("dr"))
+    clock.advance(60)
+    first_wall = clock.wall()
+    log.write(wf.log_device("dr"))
+    clock.advance(5 * MIN)
+    log.write(wf.log_device("dr"))
+    clock.advance(17 * MIN)
+    clock.jump_wall(-3600.0)  # the wall clock now reads 38 min before the first device
+    clock.advance(19 * MIN)  # 41 min after the first device
+    rec.add_blood_pressure(BloodPressure(150, 92, None, 70, clock.monotonic(), clock.wall(), "cuff"))
+    log.write(wf.start_monitoring("dr"))
+    rec.flush()
+    db.close()  # the app dies
+
+    later = FakeClock(start_wall=clock.wall() + 4 * MIN, start_mono=2.0)  # a reboot, at 45 min
+    db2 = open_database(db_path)
+    try:
+        r = resume(db2, later, sid, "Dr A")
+        assert r.workflow is not None and r.workflow.dose_elapsed() == 45 * MIN
+        later.advance(56 * MIN)
+        r.log.write(r.workflow.start_recovery("dr"))
+        for item in ChecklistItem:
+            r.log.write(r.workflow.check(item, "dr"))
+        r.log.write(r.workflow.ready_to_leave("dr"))  # 101 min
+        later.advance(20 * MIN)
+        r.recorder.add_blood_pressure(
+            BloodPressure(128, 80, None, 66, later.monotonic(), later.wall(), "cuff")
+        )
+        r.log.write(r.workflow.start_discharge("dr"))
+        r.log.write(r.workflow.end("dr"))  # 121 min
+        r.recorder.end_session()
+        form = rems_for_session(r.log, later)
+        assert form is not None
+        assert (form.bp_before_dosing.text, form.bp_at_40_min.text, form.bp_before_completion.text) == (
+            "132/84",
+            "150/92",
+            "128/80",
+        )
+        assert form.bp_before_dosing.minutes_after_first_device == pytest.approx(-1)
+        assert form.bp_at_40_min.minutes_after_first_device == pytest.approx(41)
+        assert form.total_minutes == pytest.approx(121)
+        assert form.ready_to_leave_minutes == pytest.approx(101)
+        assert form.session_date == "2026-01-01"  # printed from the wall time of the first device
+        assert form.bp_at_40_min.reading is not None
+        assert form.bp_at_40_min.reading.wall == pytest.approx(first_wall + 41 * MIN - 3600)  # as recorded
+        assert form.flags == ()
+    finally:
+        db2.close()
