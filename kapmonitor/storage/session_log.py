@@ -508,7 +508,10 @@ _TIMED_TABLES = (
     ("phase_changes", "mono", "t_utc"),
     ("decisions", "mono", "t_utc"),
 )
+#: The first row of a later run: resume()'s console note, or close_interrupted()'s audit entry
+#: (a run of its own: its row and the session's end are on the closing process's clock).
 _RESUMED = "resumed after interruption"
+_CLOSED = "session closed as interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,15 +519,16 @@ class MonoTimelines:
     """Puts every row of a session on the monotonic timeline of its newest run.
 
     The rule. A row's `mono` is valid against every other row written by the same run of the
-    console (one process; the same boot), whatever the wall clock did meanwhile. Each resume()
-    starts a new run and marks it with a console device event ("resumed after interruption",
-    stamped on the new run's clock); its monotonic origin may differ (a reboot), so the stored
-    mono of an earlier run is moved onto the next run's timeline ONCE per restart, by
-    workflow.timeline_shift() from the newest row the earlier run wrote (its wall vs mono) and the
-    marker: the gap is measured on the wall clock, which alone spans the restart, and everything
-    inside a run keeps its monotonic spacing. The newest run (after the last marker: this
-    process, which wrote it just before restoring) is left as stored. A wall-clock step during a
-    run therefore moves nothing; only one during the gap itself can (nothing ran to see it).
+    console (one process, one boot), whatever the wall clock did meanwhile. A later run starts at
+    its marker: resume()'s console note "resumed after interruption", or close_interrupted()'s
+    audit entry, each stamped on that run's own clock. Its monotonic origin may differ (a
+    reboot), so the stored mono of an earlier run is moved onto the next run's timeline ONCE per
+    restart, by workflow.timeline_shift() from the newest row the earlier run wrote (its wall vs
+    mono) and the marker: the gap is measured on the wall clock, which alone spans the restart,
+    and everything inside a run keeps its monotonic spacing. The newest run (from the last marker
+    on: the process that wrote it, e.g. resume() just before restoring) is left as stored. A
+    wall-clock step during a run therefore moves nothing; only one during the gap itself can
+    (nothing ran to see it).
     """
 
     starts: tuple[int, ...] = ()  # first seq of each later run (its resume marker), ascending
@@ -541,9 +545,9 @@ class MonoTimelines:
 def mono_timelines(db: Database, session_id: str) -> MonoTimelines:
     """The session's runs (split at each resume marker) and each one's shift (see MonoTimelines)."""
     markers = db.execute(
-        "SELECT seq, mono, t_utc FROM device_events WHERE session_id = ? AND device = ? AND detail LIKE ? "
-        "ORDER BY seq",
-        (session_id, CONSOLE_DEVICE, f"{_RESUMED}%"),
+        "SELECT seq, mono, t_utc FROM device_events WHERE session_id = :s AND device = :d AND detail LIKE :r "
+        "UNION ALL SELECT seq, mono, t_utc FROM audit WHERE session_id = :s AND action = :c ORDER BY seq",
+        {"s": session_id, "d": CONSOLE_DEVICE, "r": f"{_RESUMED}%", "c": _CLOSED},
     ).fetchall()
     bridges: list[float] = []
     for seq, mono, wall in markers:
@@ -599,7 +603,7 @@ def resume(db: Database, clock: Clock, session_id: str, who: str) -> Resumed:
     recorder = Recorder.attach(db, clock, session_id)
     gap_to = clock.wall()
     start = gap_to if gap_from is None else gap_from
-    detail = f"resumed after interruption; gap from {utc_iso(start)} to {utc_iso(gap_to)}"
+    detail = f"{_RESUMED}; gap from {utc_iso(start)} to {utc_iso(gap_to)}"
     recorder.add_device_event(DeviceEvent(CONSOLE_DEVICE, None, detail, clock.monotonic(), gap_to))
     recorder.flush()
     recorder.add_audit(who, "session resumed", detail)
@@ -612,5 +616,5 @@ def close_interrupted(db: Database, clock: Clock, session_id: str, who: str) -> 
     last = last_record_utc(db, session_id)
     recorder = Recorder.attach(db, clock, session_id)
     when = "unknown" if last is None else utc_iso(last)
-    recorder.add_audit(who, "session closed as interrupted", f"last record at {when}")
+    recorder.add_audit(who, _CLOSED, f"last record at {when}")
     recorder.end_session("interrupted")

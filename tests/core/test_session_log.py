@@ -643,3 +643,30 @@ def test_the_rems_form_follows_the_monotonic_clock_through_a_wall_step_and_a_res
         assert form.flags == ()
     finally:
         db2.close()
+
+
+def test_a_session_closed_as_interrupted_then_resumed_bridges_both_restarts(db_path: Path) -> None:
+    clock = FakeClock()
+    db = open_database(db_path)
+    rec, log = started(db, clock)
+    sid = log.session_id
+    wf = SessionWorkflow(details(), clock)
+    _run_to_dosing(log, wf, clock)
+    clock.advance(3 * MIN)
+    rec.add_numeric(Numeric(Param.SPO2, 97.0, clock.monotonic(), clock.wall(), "ox"))
+    rec.flush()
+    db.close()  # dies 3 min after the first device
+
+    closer = FakeClock(start_wall=clock.wall() + 2 * MIN, start_mono=50_000.0)  # another boot
+    db2 = open_database(db_path)
+    close_interrupted(db2, closer, sid, "Dr A")
+    db2.close()
+
+    later = FakeClock(start_wall=closer.wall() + 5 * MIN, start_mono=9.0)  # and another
+    db3 = open_database(db_path)
+    try:
+        r = resume(db3, later, sid, "Dr A")
+        assert r.workflow is not None
+        assert r.workflow.dose_elapsed() == 10 * MIN
+    finally:
+        db3.close()
