@@ -93,7 +93,7 @@ class Settings:
 
     # -- alarm defaults of the workstation (every new session starts from them) ----------------
     def alarm_preset(self) -> tuple[Preset, str]:
-        """The workstation's default alarm limits, and why the KAP defaults are used instead ("" if not).
+        """The workstation's default alarm limits, and a note for the console ("" when there is none).
 
         A saved preset that no longer validates is never half-applied: the KAP defaults of the
         reference are used and the reason is returned, for the console to show.
@@ -101,11 +101,25 @@ class Settings:
         raw = self.extra.get(ALARM_PRESET_KEY)
         if raw is None:
             return kap_defaults(), ""
+        added: list[str] = []
+        if isinstance(raw, dict) and isinstance(raw.get("technical"), dict):
+            # A technical alarm added by a newer kapmonitor is not a limit the clinic chose: it comes
+            # in with its KAP priority, and the clinic's own limits are kept (and it is said).
+            technical = dict(raw["technical"])
+            for condition, priority in kap_defaults().technical.items():
+                if condition.value not in technical:
+                    technical[condition.value] = priority.label
+                    added.append(condition.value)
+            raw = {**raw, "technical": technical}
         try:
-            return Preset.from_dict(raw), ""  # type: ignore[arg-type]
+            preset = Preset.from_dict(raw)  # type: ignore[arg-type]
         except (PresetError, TypeError, ValueError) as exc:
             log.warning("saved alarm preset unusable (%s); using the KAP defaults", exc)
             return kap_defaults(), f"saved alarm limits unusable ({exc}); KAP defaults in force"
+        if added:
+            log.info("saved alarm limits: new technical alarms at their KAP priority: %s", ", ".join(added))
+            return preset, f"new technical alarms at their KAP priority: {', '.join(added)}"
+        return preset, ""
 
     def set_alarm_preset(self, preset: Preset | None) -> None:
         """Keep `preset` as the workstation default (None: back to the KAP defaults)."""

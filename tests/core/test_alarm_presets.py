@@ -55,7 +55,7 @@ def test_kap_technical_rows() -> None:
     assert set(t) == set(TechnicalCondition)
 
 
-def test_a_preset_saved_before_the_bp_due_alarm_falls_back_to_the_kap_defaults(tmp_path: Path) -> None:
+def test_a_preset_saved_before_bp_due_keeps_its_limits_and_gets_the_new_alarm(tmp_path: Path) -> None:
     edited = kap_defaults().with_rule("spo2.low.medium", threshold=92)
     old = edited.to_dict()
     del old["technical"][TechnicalCondition.BP_DUE.value]  # what a settings file from before holds
@@ -64,9 +64,9 @@ def test_a_preset_saved_before_the_bp_due_alarm_falls_back_to_the_kap_defaults(t
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({ALARM_PRESET_KEY: old}), encoding="utf-8")
     preset, reason = Settings.load(path).alarm_preset()
-    assert preset == kap_defaults()  # never half-applied: every technical priority is there
+    assert preset == edited  # the clinic's limits kept, the new technical alarm at its KAP priority
     assert preset.technical[TechnicalCondition.BP_DUE] is L
-    assert "bp_due" in reason and "KAP defaults in force" in reason
+    assert reason == "new technical alarms at their KAP priority: bp_due"
 
 
 def test_default_hysteresis_and_latching() -> None:
