@@ -63,7 +63,7 @@ WINDOW_KEYS: tuple[tuple[str, str], ...] = (
     (ACK_KEY_LABEL, "Acknowledge alarms"),
     (PAUSE_KEY, "Pause / resume alarm sound"),
     ("F1 or ?", "This help (any key closes it)"),
-    ("Alt+A", "Alarms menu: limits, alarm off, history"),
+    ("Alt+A", "Alarms menu: limits, alarm off, volume, pause length, history"),
 )
 #: The width of the observation keys and session log beside the monitor (px).
 SIDE_DOCK_WIDTH = 480
