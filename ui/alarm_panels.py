@@ -7,6 +7,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -418,6 +419,8 @@ class PauseLengthDialog(QDialog):
             button.setFont(style.font(22, bold=True))
             button.setMinimumSize(160, 64)
             button.clicked.connect(lambda _=False, s=seconds: self.choose(s))
+            key = QShortcut(QKeySequence(str(minutes)), self)  # the digit alone, no Alt needed
+            key.activated.connect(button.click)
             self.buttons[seconds] = button
             row.addWidget(button)
             if seconds == current_s:
@@ -426,7 +429,7 @@ class PauseLengthDialog(QDialog):
         cancel = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         cancel.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        title = QLabel("Alarm sound pauses for (the next pause on, and in new sessions):")
+        title = QLabel("How long an audio pause (F2) silences the alarm sound:")
         title.setWordWrap(True)
         layout.addWidget(title)
         layout.addLayout(row)

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QPainter
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QCheckBox, QMessageBox, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -190,11 +191,26 @@ def test_pause_length_is_used_by_the_next_pause_and_remembered(
     assert bar.pause_button.shortcut().toString() == "F2"
     assert console.saved()[AUDIO_PAUSE_KEY] == 60.0
     rows = [(r.who, r.action, r.detail) for r in console.audit() if r.action == "pause_length"]
-    assert rows == [(OPERATOR, "pause_length", "audio pause 120 s → 60 s")]
+    assert rows[0] == (OPERATOR, "pause_length", "audio pause 120 s → 60 s")
+
+    # keyboard: the digit alone picks the length
+    with answering(lambda d: QTest.keyClick(d, Qt.Key.Key_3)) as answered:
+        console.action("Audio &pause length…").trigger()
+    assert console.engine.pause_s == 180.0
+    assert bar.pause_button.text() == "Pause audio 3:00 (F2)"
+    assert console.saved()[AUDIO_PAUSE_KEY] == 180.0
+    with answering(lambda d: click(d, "1 min")):
+        console.action("Audio &pause length…").trigger()
 
     bar.pause_button.click()
     assert console.engine.pause_remaining() == 60.0
     assert bar.pause_text() == "AUDIO PAUSED 1:00"
+    rows = [(r.who, r.action, r.detail) for r in console.audit() if r.action.startswith("pause")]
+    assert rows == [
+        (OPERATOR, "pause_length", "audio pause 120 s → 60 s"),
+        (OPERATOR, "pause_length", "audio pause 60 s → 180 s"),
+        (OPERATOR, "pause_length", "audio pause 180 s → 60 s"),
+    ]
 
     nxt = Monitor(FakeClock(), tmp_path / "next.sqlite", None, console.settings_path)
     try:
@@ -334,8 +350,7 @@ def test_settings_without_an_operator_are_refused_with_a_reason(
 def test_a_demo_does_not_change_the_workstation_settings(qtbot: QtBot, tmp_path: Path) -> None:
     clock = FakeClock()
     monitor = Monitor(clock, tmp_path / "demo.sqlite", None, tmp_path / "settings.json", operator=OPERATOR)
-    monitor.settings = None  # what Monitor does for a demo (it has no settings file)
-    monitor.settings_path = None
+    # a demo Monitor has no settings, so build_console gives the window none: as here
     window = MainWindow(monitor.session, operator=lambda: OPERATOR)
     qtbot.addWidget(window)
     try:
