@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devices._ble.link import DeviceLink
+from devices._ble.racp import RecordAccessClient
 from devices.battery import ParseError as BatteryParseError
 from devices.battery import build_battery_level
 from devices.berrymed.parser import PACKETS_PER_NOTIFICATION, BerryMedDecoder
@@ -42,7 +43,7 @@ from devices.emulated.scenario import Scenario, VitalsPoint, artefact, desaturat
 from devices.emulated.viatom_oximeter import DEFAULT_CHUNK, params_frame
 from devices.hr.driver import decode_heart_rate
 from devices.hr.parser import ParseError as HRParseError
-from devices.plx.driver import _decode_continuous, _decode_spot_check
+from devices.plx.driver import PLX_RACP, _decode_continuous, _decode_spot_check
 from devices.plx.parser import ParseError as PlxParseError
 from devices.plx.parser import (
     RacpOpCode,
@@ -262,9 +263,10 @@ TARGETS: tuple[Target, ...] = (
         "plx-features", "PLX features 0x2A60", PlxParseError, _fixed(_parse_only(parse_plx_features)),
         lambda _p: [encode_features()], _fixed_format_bad,
     ),
+    # indicated to the link's RecordAccessClient (devices/_ble/racp.py), which keeps its own count
     Target(
         "racp", "RACP 0x2A52", PlxParseError, _fixed(_parse_only(parse_racp_response)), _racp,
-        _fixed_format_bad,
+        _fixed_format_bad, path="racp",
     ),
     Target(
         "bp-measurement", "BP measurement 0x2A35", BPParseError, _fixed(measurement_decoder(UTC)),
@@ -479,6 +481,8 @@ def fuzz_target(target: Target, count: int, seed: int, sink: Sink | None = None)
     try:
         if target.path == "notify":
             _fuzz_notify(target, link, observed, result, clock, count=count, seed=seed)
+        elif target.path == "racp":
+            _fuzz_racp(target, result, count=count, seed=seed)
         else:
             asyncio.run(_fuzz_static(target, link, result, clock, count=count, seed=seed))
     finally:
@@ -486,9 +490,41 @@ def fuzz_target(target: Target, count: int, seed: int, sink: Sink | None = None)
             logger.removeHandler(errors)
     result.seconds = SystemClock().monotonic() - started
     result.crashes += [Crash(b"", f"logged: {r.getMessage()} {r.exc_text or ''}") for r in errors.records]
-    result.counted_link = link.malformed
-    result.counted_session = session.devices[DEVICE].counters.malformed
+    if target.path != "racp":
+        result.counted_link = link.malformed
+        result.counted_session = session.devices[DEVICE].counters.malformed
     return result
+
+
+def _fuzz_racp(target: Target, result: Result, *, count: int, seed: int) -> None:
+    """RACP responses go to RecordAccessClient.on_indication, not to a subscription's decoder: it
+    queues what parses and keeps what does not in `unparsed` (logged; not in the session's count)."""
+    client = RecordAccessClient(None, PLX_RACP)  # type: ignore[arg-type]  # on_indication never uses it
+    queue = client._responses
+    valid = [(raw, False) for raw in target.make_valid(_points(200))]
+    for i, (raw, known_bad) in enumerate([*valid, *packets(target, count, seed)]):
+        before = len(client.unparsed)
+        try:
+            client.on_indication(None, bytearray(raw))  # type: ignore[arg-type]
+        except Exception as exc:  # it must never raise into bleak
+            result.crashes.append(Crash(raw, f"{type(exc).__name__}: {exc}"))
+            continue
+        result.packets += 1
+        refused = len(client.unparsed) > before
+        parsed = 0
+        while not queue.empty():
+            queue.get_nowait()
+            parsed += 1
+        if refused == bool(parsed) or parsed > 1:
+            result.crashes.append(Crash(raw, f"neither queued nor kept as unparsed ({parsed} queued)"))
+        result.refused += refused
+        if i < len(valid) and refused:
+            result.valid_refused.append(raw)
+        if known_bad:
+            result.known_bad += 1
+            if not refused:
+                result.known_bad_missed.append(raw)
+    result.counted_link = result.counted_session = len(client.unparsed)
 
 
 def _fuzz_notify(
@@ -576,7 +612,8 @@ async def _fuzz_static(
 def run(count: int, seed: int, names: Sequence[str] = TARGET_NAMES, sink: Sink | None = None) -> list[Result]:
     """Fuzz the named targets (all by default) with `count` packets each."""
     # each refused packet is logged as a warning by the session; a million of them only slow the run
-    logging.getLogger("kapmonitor.session").setLevel(logging.ERROR)
+    for name in ("kapmonitor.session", "devices._ble.racp", "devices.plx.driver"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     return [fuzz_target(t, count, seed, sink) for t in TARGETS if t.name in names]
 
 
