@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import override
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence
+from PySide6.QtGui import QKeySequence, QPainter, QPaintEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from kapmonitor.alarms import Alarm, AlarmEngine, AlarmKind, Priority, Transition, TransitionEvent
@@ -99,6 +99,24 @@ def _restyle(widget: QWidget) -> None:
     widget.style().polish(widget)
 
 
+class _ElidedLabel(QLabel):
+    """A one-line label that ends in "…" when its text does not fit (text() stays the whole text)."""
+
+    @override
+    def paintEvent(self, event: QPaintEvent) -> None:
+        metrics = self.fontMetrics()
+        rect = self.contentsRect()
+        if metrics.horizontalAdvance(self.text()) <= rect.width():
+            super().paintEvent(event)
+            return
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.setFont(self.font())
+        shown = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
+        painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), shown)
+        painter.end()
+
+
 class AlarmBar(QWidget):
     """The alarm bar: the top alarm large with its marker, colour and flash; pause, alarm-off, audio failure.
 
@@ -140,7 +158,7 @@ class AlarmBar(QWidget):
         self._failure.setWordWrap(True)
         self._failure.setMinimumWidth(0)
         self._failure.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self._main = QLabel()
+        self._main = _ElidedLabel()
         self._main.setObjectName("alarmMain")
         self._main.setFont(style.font(32, bold=True))
         # a long message must not push the window wider than the screen: the label may shrink
