@@ -611,10 +611,17 @@ async def _fuzz_static(
 
 def run(count: int, seed: int, names: Sequence[str] = TARGET_NAMES, sink: Sink | None = None) -> list[Result]:
     """Fuzz the named targets (all by default) with `count` packets each."""
-    # each refused packet is logged as a warning by the session; a million of them only slow the run
-    for name in ("kapmonitor.session", "devices._ble.racp", "devices.plx.driver"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    return [fuzz_target(t, count, seed, sink) for t in TARGETS if t.name in names]
+    # each refused packet is logged as a warning by the session; a million of them only slow the run.
+    # The levels are put back afterwards: the fast variant runs inside the test process.
+    quiet = [logging.getLogger(n) for n in ("kapmonitor.session", "devices._ble.racp", "devices.plx.driver")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        return [fuzz_target(t, count, seed, sink) for t in TARGETS if t.name in names]
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
