@@ -331,7 +331,8 @@ def test_audio_failure_clears_once_a_restarted_child_works(
 
         # the volume notice on a working channel, for the README picture
         sound.set_volume(0)
-        bar.render_png(SHOTS / "alarm-bar-volume-floor.png")
+        if os.environ.get("KAPMONITOR_SCREENSHOTS"):
+            bar.render_png(SHOTS / "alarm-bar-volume-floor.png")
         assert bar.volume_text() == f"ALARM VOLUME {MIN_VOLUME_PERCENT} % — MINIMUM, NEVER SILENT"
     finally:
         console.close()
