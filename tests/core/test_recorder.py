@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from kapmonitor.measurements import (
 )
 from kapmonitor.session import Session, Sink
 from kapmonitor.storage import (
+    DEFAULT_FLUSH_INTERVAL_S,
     Recorder,
     RecorderError,
     audit_entries,
@@ -106,7 +108,7 @@ def test_session_ids_differ_within_one_second(db: Database) -> None:
 
 def test_nothing_is_written_before_the_flush_interval(db: Database, reader: sqlite3.Connection) -> None:
     clock = FakeClock()
-    rec = Recorder(db, clock)
+    rec = Recorder(db, clock, flush_interval_s=1.0)
     rec.begin_session()
     for _ in range(9):
         rec.add_numeric(spo2(clock))
@@ -400,7 +402,7 @@ def test_a_closed_connection_fails_clearly_and_keeps_rows(db_path: Path) -> None
 
 def test_session_tick_flushes_through_the_recorder(db: Database, reader: sqlite3.Connection) -> None:
     clock = FakeClock()
-    rec = Recorder(db, clock)
+    rec = Recorder(db, clock, flush_interval_s=1.0)
     sid = rec.begin_session()
     session = Session(clock, sink=rec)
     session.device_state("ox", DeviceState.CONNECTED)
@@ -423,7 +425,7 @@ def test_flushes_follow_the_fake_clock(db: Database, steps: list[float]) -> None
     for added, step in enumerate(steps, start=1):
         rec.add_numeric(spo2(clock))
         clock.advance(step)
-        due = clock.monotonic() - last_flush >= 1.0
+        due = clock.monotonic() - last_flush >= DEFAULT_FLUSH_INTERVAL_S
         assert rec.maybe_flush() is due
         if due:
             last_flush = clock.monotonic()
@@ -470,3 +472,20 @@ def test_blood_pressure_round_trip_and_no_duplicate_stored_reading(tmp_path: Pat
     assert got[0].stored and got[0].status is BPStatus.IRREGULAR_PULSE
     assert schema_version(db) >= 2
     db.close()
+
+
+def test_at_the_consoles_tick_flushes_are_at_most_a_second_apart(db: Database) -> None:
+    """design.md "Storage": a crash costs at most the unflushed second. The console ticks every
+    0.25 s and the recorder flushes at the first tick past its interval."""
+    clock = FakeClock()
+    rec = Recorder(db, clock)
+    rec.begin_session()
+    flushed_at = [clock.monotonic()]
+    for _ in range(40):
+        rec.add_numeric(spo2(clock))
+        clock.advance(0.25)
+        if rec.maybe_flush():
+            flushed_at.append(clock.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(flushed_at)]
+    assert len(gaps) >= 9
+    assert max(gaps) <= 1.0
