@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, override
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -419,8 +419,6 @@ class PauseLengthDialog(QDialog):
             button.setFont(style.font(22, bold=True))
             button.setMinimumSize(160, 64)
             button.clicked.connect(lambda _=False, s=seconds: self.choose(s))
-            key = QShortcut(QKeySequence(str(minutes)), self)  # the digit alone, no Alt needed
-            key.activated.connect(button.click)
             self.buttons[seconds] = button
             row.addWidget(button)
             if seconds == current_s:
@@ -434,6 +432,16 @@ class PauseLengthDialog(QDialog):
         layout.addWidget(title)
         layout.addLayout(row)
         layout.addWidget(cancel)
+
+    @override
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        # the digit alone picks a length (no Alt needed). A key event, not a QShortcut: a shortcut
+        # needs the dialog's window to be active, which an offscreen or just-opened window may not be.
+        for seconds, button in self.buttons.items():
+            if event.text() == str(round(seconds / 60)):
+                button.click()
+                return
+        super().keyPressEvent(event)
 
     def choose(self, seconds: float) -> None:
         self._chosen = seconds
