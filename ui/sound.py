@@ -244,10 +244,15 @@ class AlarmSoundPlayer(QObject):
     def _on_status(self, priority: str) -> None:
         effect = self._effects[priority]
         if effect.status() == QSoundEffect.Status.Error:
-            self._problems[priority] = (
-                f"alarm sound {priority!r} ({effect.source().toLocalFile()}) failed to load "
-                "or has no usable audio output"
-            )
+            if not QMediaDevices.audioOutputs():
+                # the load failed because there is nowhere to play: say so (the specific reason),
+                # whichever comes first, this status or the next check_device()
+                self._problems[priority] = f"no audio output device: alarm sound {priority!r} cannot play"
+            else:
+                self._problems[priority] = (
+                    f"alarm sound {priority!r} ({effect.source().toLocalFile()}) failed to load "
+                    "or has no usable audio output"
+                )
             self._fail(self._problems[priority])
 
     def _on_outputs_changed(self) -> None:

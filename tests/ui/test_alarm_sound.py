@@ -310,6 +310,18 @@ def test_without_an_audio_device_the_player_fails_promptly(tmp_path: Path) -> No
     assert quit_event["playing"] is False
 
 
+def test_without_an_audio_device_every_reason_names_the_missing_output(tmp_path: Path) -> None:
+    # the sounds finish loading (with an error) before the alarm comes: whichever of the load error
+    # and the device check reports first, the clinician reads the specific reason (CI run of stop 8
+    # got the generic "failed to load" first)
+    server = audio.PulseServer(tmp_path)  # never started
+    events = audio.run_player(server.env(), [[800, "play", "high"], [1100, "quit"]])
+    failed = [e for e in events if e["event"] == "failed"]
+    assert failed, events
+    for event in failed:
+        assert "no audio output" in str(event["reason"]), event
+
+
 @pytest.mark.slow
 def test_an_output_that_stops_consuming_mid_alarm_raises_failed(tmp_path: Path) -> None:
     # QSoundEffect reports no error when its output stops taking data (a hung device, a suspended sink,
