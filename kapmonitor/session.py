@@ -131,6 +131,7 @@ class Session:
         self.waves: dict[str, RingBuffer] = {}
         self.devices: dict[str, DeviceStatus] = {}
         self._listeners: list[Listener] = []
+        self._tick_hooks: list[Callable[[], object]] = []
         #: The alarm engine this session feeds (None: no alarms, e.g. in unit tests of the buffers).
         self.alarms = alarms
         if alarms is not None:
@@ -151,6 +152,16 @@ class Session:
         """Call `listener` with every SessionEvent; returns a function that unsubscribes."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def add_tick_hook(self, hook: Callable[[], object]) -> Callable[[], None]:
+        """Run `hook` on every tick(), before the alarm engine's tick (for core rules that depend on
+        the session's clock, e.g. the BP schedule's "BP reading due"); returns a function removing it.
+
+        A hook that raises is logged and the tick goes on: the watchdog, the alarms and the recorder
+        never stop because of one rule.
+        """
+        self._tick_hooks.append(hook)
+        return lambda: self._tick_hooks.remove(hook)
 
     def _emit(self, event: SessionEvent) -> None:
         for listener in list(self._listeners):
@@ -345,6 +356,11 @@ class Session:
                         True,
                         f"{status.info.name}: no data for {now - last:.0f} s",
                     )
+        for hook in list(self._tick_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("session tick hook %r failed", hook)
         if self.alarms is not None:
             try:
                 self.alarms.tick()

@@ -144,6 +144,11 @@ class SessionControls(QWidget):
         #: the low-priority "BP reading due" alarm, kept in step with the workflow's BP schedule
         self.bp_due = None if session.alarms is None else BpDueAlarm(workflow, session.alarms)
         self._unsubscribe: Callable[[], None] | None = session.subscribe(self._on_event)
+        #: the schedule is checked on the session's own tick (core, injected clock), not on this
+        #: view's timer: the alarm comes even while the view is not redrawn
+        self._unhook: Callable[[], None] | None = (
+            None if self.bp_due is None else session.add_tick_hook(self.bp_due.update)
+        )
         self._timer = QTimer(self)
         self._timer.setInterval(LOG_REFRESH_MS)
         self._timer.timeout.connect(self._tick)
@@ -221,11 +226,11 @@ class SessionControls(QWidget):
         )
 
     def _tick(self) -> None:
-        self._refresh_schedule()
+        self.phase_bar.refresh()  # the "BP reading due" alarm itself runs on the session's tick
         self.refresh_log()
 
     def _refresh_schedule(self) -> None:
-        """The phase bar's clock and "BP in mm:ss", and the "BP reading due" alarm, from the core."""
+        """After a reading or a workflow action: the "BP reading due" alarm and the phase bar at once."""
         if self.bp_due is not None:
             self.bp_due.update()
         self.phase_bar.refresh()
@@ -414,6 +419,9 @@ class SessionControls(QWidget):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
 
 
 def _alarm(t: Transition) -> LogEntry:

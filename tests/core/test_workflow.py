@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from kapmonitor.alarms import (
@@ -15,6 +17,7 @@ from kapmonitor.alarms import (
 )
 from kapmonitor.clock import FakeClock
 from kapmonitor.measurements import BloodPressure
+from kapmonitor.session import Session
 from kapmonitor.workflow import (
     DEFAULT_BP_INTERVAL_S,
     BpDueAlarm,
@@ -427,3 +430,35 @@ def test_timeline_shift_measures_only_the_gap_on_the_wall_clock() -> None:
     shift = timeline_shift(5000.0, 1_767_225_600.0, 12.0, 1_767_225_600.0 + 600)
     assert 5000.0 + shift == 12.0 - 600
     assert 4700.0 + shift == 12.0 - 900  # 5 min before that row stays 5 min before it
+
+
+def test_the_session_tick_drives_the_bp_due_alarm_and_a_failing_hook_stops_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    engine = AlarmEngine(clock, kap_defaults(), hold_off_s=0)
+    session = Session(clock, alarms=engine)
+    wf = SessionWorkflow(esk(56), clock, bp_interval_s=10 * MIN)
+    watch = BpDueAlarm(wf, engine)
+    ran: list[float] = []
+
+    def broken() -> None:
+        ran.append(clock.monotonic())
+        raise RuntimeError("a broken rule")
+
+    session.add_tick_hook(broken)
+    remove = session.add_tick_hook(watch.update)
+    to_dosing(wf, clock)
+    wf.log_device("dr")
+    clock.advance(40 * MIN - 1)
+    session.tick()
+    assert _bp_due(engine) == []
+    clock.advance(1)
+    with caplog.at_level(logging.ERROR, logger="kapmonitor.session"):
+        session.tick()  # no view, no timer: the session's own tick raises it
+    assert [a.message for a in _bp_due(engine)] == ["BP reading due"]
+    assert len(ran) == 2 and "a broken rule" in caplog.text  # logged, and the next hook still ran
+    remove()
+    wf.note_bp(bp(clock, 132, 84))
+    session.tick()
+    assert len(_bp_due(engine)) == 1  # removed: the tick no longer updates it
