@@ -139,9 +139,8 @@ class Session:
             alarms.subscribe_audit(self._on_audit)
         #: Every blood-pressure reading of the session in arrival order (stored ones included).
         self.bp_readings: list[BloodPressure] = []
-        self._bp_seen: set[tuple[str, float | None, float | None, float | None, float | None]] = set()
-        #: (device, param, wall) of the stored values recorded (a device re-uploading its memory)
-        self._stored_seen: set[tuple[str, Param, float]] = set()
+        #: keys of the stored readings recorded (a device re-uploading its memory): see _first_time
+        self._stored_seen: set[tuple[object, ...]] = set()
         #: Set while the recorder cannot write (shown on screen); None when recording works.
         self.recording_error: str | None = None
         self._wall_offset = self.started_wall - self.started_mono
@@ -283,13 +282,18 @@ class Session:
         Like a stored cuff reading: recorded once at its own time (a re-upload of the same device
         and time is ignored), never the live value, never in the live trend, never alarmed on.
         """
-        key = (n.device, n.param, n.wall)
-        if key in self._stored_seen:
-            log.debug("stored value already recorded, ignored: %s", key)
+        if not self._first_time(("value", n.device, n.param, n.wall)):
             return
-        self._stored_seen.add(key)
         if self._sink is not None:
             self._sink.add_numeric(n)
+
+    def _first_time(self, key: tuple[object, ...]) -> bool:
+        """False (and logged) if a stored reading with this key was already recorded this session."""
+        if key in self._stored_seen:
+            log.info("stored reading already recorded, ignored: %s", key)
+            return False
+        self._stored_seen.add(key)
+        return True
 
     def _ingest_wave(self, w: Waveform) -> None:
         buf = self.waves.get(w.name)
@@ -316,11 +320,9 @@ class Session:
                     trend.append(now, None)
 
     def _ingest_bp(self, bp: BloodPressure) -> None:
-        key = (bp.device, bp.measured_wall, bp.systolic, bp.diastolic, bp.mean)
-        if bp.measured_wall is not None and key in self._bp_seen:
-            log.info("blood pressure reading already recorded, ignored: %s", key)
+        key = ("bp", bp.device, bp.measured_wall, bp.systolic, bp.diastolic, bp.mean)
+        if bp.measured_wall is not None and not self._first_time(key):
             return  # a cuff re-uploading a stored reading: never recorded twice
-        self._bp_seen.add(key)
         self.bp_readings.append(bp)
         if self._sink is not None:
             self._sink.add_blood_pressure(bp)
