@@ -578,6 +578,19 @@ class MainWindow(QMainWindow):
         self.bp_tile.update_age(now_mono=self.session.clock.monotonic(), now_wall=self.session.clock.wall())
 
     # -- frame timer -------------------------------------------------------------------------
+    def restart_from(self, link_breaks: dict[str, float]) -> None:
+        """Forget the screen's past (a replay seeking back): these are now the devices' last link
+        breaks (device id -> monotonic time), and the sweep starts again empty (it only ever draws
+        forward); the session's restated events then redraw the rest."""
+        self._link_break = dict(link_breaks)
+        fresh = SweepWaveform(self.session.waves, self.session.clock)
+        holder = self.sweep.parentWidget()
+        layout = holder.layout() if holder is not None else None
+        assert layout is not None, "the sweep sits in the monitor's layout"
+        layout.replaceWidget(self.sweep, fresh)  # searches the nested layouts too
+        self.sweep.deleteLater()
+        self.sweep = fresh
+
     def on_frame(self) -> None:
         """The ~30 Hz timer slot: draw new pleth samples, redraw trends only if a buffer changed,
         tick the clocks."""

@@ -27,7 +27,6 @@ from ui.export_dialog import ExportDialog
 from ui.main_window import MainWindow
 from ui.replay_timeline import ReplayTimeline, priority_of
 from ui.review_panel import Reviewer, ReviewPanel, hms
-from ui.waveform import SweepWaveform
 
 #: Frames per second of the replay (design.md: plots redraw on a timer, ~30 Hz).
 FRAME_MS = 33
@@ -70,17 +69,11 @@ class ReplayMonitor(MainWindow):
     def rewind_to(self, position: float) -> None:
         """Call before the replay seeks back to `position`; its restated events then redraw the rest."""
         cutoff = self.replay.row.started_mono + position
-        self._link_break.clear()  # MainWindow: device -> when its link last broke (as live)
+        breaks: dict[str, float] = {}
         for e in self.replay.device_rows:
             if e.mono <= cutoff and e.state in (DeviceState.LOST, DeviceState.DISCONNECTED):
-                self._link_break[e.device] = e.mono
-        fresh = SweepWaveform(self.replay.waves, self.replay.clock)
-        holder = self.sweep.parentWidget()
-        layout = holder.layout() if holder is not None else None
-        assert layout is not None, "the sweep sits in the monitor's layout"
-        layout.replaceWidget(self.sweep, fresh)  # searches the nested layouts too
-        self.sweep.deleteLater()
-        self.sweep = fresh
+                breaks[e.device] = e.mono
+        self.restart_from(breaks)
 
 
 class ReplayWindow(QWidget):
