@@ -153,7 +153,8 @@ class PacketFramer:
     `feed(chunk)` returns the packets that chunk completes, in order (a packet may span chunks).
     Discarded bytes are reported in `bad` (latest feed only); consecutive discarded bytes form one
     BadBytes item and count once in `malformed`. A packet is cut short when one of its bytes 1–4 has
-    bit 7 set: that byte starts the next packet.
+    bit 7 set: that byte starts the next packet. Every byte fed is in a packet (`framed_bytes`),
+    reported (`discarded_bytes`) or held for the rest of its packet (`pending`, at most 4 bytes).
     """
 
     def __init__(self) -> None:
@@ -163,10 +164,13 @@ class PacketFramer:
         self.bad: list[BadBytes] = []
         self.packets = 0
         self.malformed = 0
+        self.fed_bytes = 0
+        self.framed_bytes = 0
         self.discarded_bytes = 0
 
     @property
     def pending(self) -> int:
+        """Bytes held back for a packet that is not complete yet."""
         return len(self._buf)
 
     def _discard(self, data: ByteData, reason: str) -> None:
@@ -185,9 +189,12 @@ class PacketFramer:
             self._junk_reason = ""
 
     def feed(self, chunk: ByteData) -> list[BciPacket]:
+        """Add the bytes of one notification; return the packets it completes."""
         self.bad = []
         buf = self._buf
-        buf += bytes(chunk)
+        data = bytes(chunk)
+        buf += data
+        self.fed_bytes += len(data)
         out: list[BciPacket] = []
         i = 0
         while i < len(buf):
@@ -209,6 +216,7 @@ class PacketFramer:
             self._close_junk()
             out.append(parse_packet(buf[i : i + PACKET_SIZE]))
             self.packets += 1
+            self.framed_bytes += PACKET_SIZE
             i += PACKET_SIZE
         del buf[:i]
         self._close_junk()

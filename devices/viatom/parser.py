@@ -105,80 +105,81 @@ class BadBytes:
 class StreamFramer:
     """Cuts the byte stream of successive notifications into frames; resynchronises on `AA 55`.
 
-    `feed(chunk)` returns the frames completed by that chunk, in order; a frame may span chunks and a
-    chunk may hold several frames. Bytes that cannot belong to a good frame are discarded and reported
-    in `bad` (only for the latest feed): consecutive discarded bytes form one BadBytes item and count
-    once in `malformed`. A frame with a bad CRC discards only its `AA 55`, and the search goes on right
-    after it, so a valid frame inside a damaged frame's claimed span is still found.
+    `feed(chunk)` returns the frames completed by that chunk; a frame may span chunks and a chunk
+    may hold several frames. Every byte fed ends up in exactly one of three places: a returned
+    frame (`framed_bytes`), a discarded run reported in `bad` (`discarded_bytes`; `bad` holds only
+    the latest feed's runs, each run counts once in `malformed`), or held back (`pending`) until
+    its fate is known. A frame with a bad CRC discards only its `AA 55`, and the search goes on
+    right after it, so a valid frame inside a damaged frame's claimed span is still found.
 
-    `trusted(token, type)` says which frames the caller knows. A CRC-valid frame it does not know is
-    still returned, but not trusted for framing: an 8-bit CRC passes by chance once in 256, so the
-    search goes on right after its `AA 55` (a frame that starts inside its span is found), and the
-    bytes of its span that start no frame are dropped silently. An unknown frame that is not complete
-    yet is not waited for (garbage that looks like the start of a long frame must not hold back the
-    real frames behind it): its span is skipped silently, so an unknown frame split across
-    notifications is neither returned nor reported. None trusts (and waits for) every frame.
+    `trusted(token, type)` says which frames the caller knows; known frames are waited for. An
+    unknown frame is not trusted for framing: an 8-bit CRC passes by chance once in 256, so the
+    search goes on right after its `AA 55` and a known frame that starts inside its span is
+    returned at once; nor is it waited for, so garbage that looks like the start of a long frame
+    holds back no known frame. Its verdict waits for its last byte (at most MAX_LEN + 4 bytes of
+    stream later): a good CRC returns it (its bytes are a frame's), a bad one discards its bytes
+    that no other frame took, and reports them with that later feed. None trusts every frame.
     """
 
     def __init__(self, trusted: Callable[[int, int], bool] | None = None) -> None:
         self._trusted = trusted
-        self._quiet_until = 0  # bytes before this offset belong to an untrusted frame's span
         self._buf = bytearray()
-        self._junk = bytearray()
-        self._junk_reason = ""
+        self._base = 0  # stream offset of _buf[0]; the bytes before it have their fate
+        self._scan = 0  # stream offset where the search for the next `AA 55` goes on
+        self._open: list[tuple[int, int]] = []  # (start, end) of unknown frames not complete yet
+        self._spans: list[tuple[int, int]] = []  # (start, end) of returned frames not settled yet
+        self._marks: dict[int, str] = {}  # why the bytes from this stream offset on are discarded
         self.bad: list[BadBytes] = []
-        #: cumulative: good frames, discarded runs, discarded bytes
+        #: cumulative: good frames, discarded runs; bytes fed, in frames, discarded
         self.frames = 0
         self.malformed = 0
+        self.fed_bytes = 0
+        self.framed_bytes = 0
         self.discarded_bytes = 0
 
     @property
     def pending(self) -> int:
-        """Bytes held back for a frame that is not complete yet."""
+        """Bytes held back: a frame not complete yet, or bytes awaiting an unknown frame's verdict."""
         return len(self._buf)
 
-    def _skip(self, lo: int, hi: int, reason: str) -> None:
-        """Discard buf[lo:hi]; the part inside an untrusted frame's span goes silently."""
-        lo_loud = max(lo, min(hi, self._quiet_until))
-        self._discard(self._buf[lo_loud:hi], reason)
+    def _frame(self, raw: bytes, start: int, frames: list[Frame]) -> None:
+        frames.append(Frame(raw[2], raw[4], raw[5:-1], raw))
+        self._spans.append((start, start + len(raw)))
+        self.frames += 1
 
-    def _discard(self, data: ByteData, reason: str) -> None:
-        if not data:
-            return
-        if not self._junk:
-            self._junk_reason = reason
-        self._junk += data
-        self.discarded_bytes += len(data)
+    def _verdicts(self, frames: list[Frame]) -> None:
+        """Check the CRC of the unknown frames the latest bytes completed."""
+        still_open: list[tuple[int, int]] = []
+        for start, end in self._open:
+            if end > self._base + len(self._buf):
+                still_open.append((start, end))
+                continue
+            raw = bytes(self._buf[start - self._base : end - self._base])
+            if crc8_maxim(raw[:-1]) == raw[-1]:
+                self._frame(raw, start, frames)
+            else:
+                self._marks[start] = (
+                    f"unknown frame (token {raw[2]:02X}, type {raw[4]:02X}, len {raw[3]}): "
+                    f"CRC {raw[-1]:02X}, computed {crc8_maxim(raw[:-1]):02X}"
+                )
+        self._open = still_open
 
-    def _close_junk(self) -> None:
-        if self._junk:
-            self.bad.append(BadBytes(bytes(self._junk), self._junk_reason))
-            self.malformed += 1
-            self._junk.clear()
-            self._junk_reason = ""
-
-    def feed(self, chunk: ByteData) -> list[Frame]:
-        """Add the bytes of one notification; return the frames it completes."""
-        self.bad = []
-        buf = self._buf
-        buf += bytes(chunk)
-        frames: list[Frame] = []
-        i = 0
+    def _search(self, frames: list[Frame]) -> None:
+        """Look for frames from where the last search stopped; mark why skipped headers were skipped."""
+        buf, base = self._buf, self._base
+        i = self._scan - base
         while True:
             start = buf.find(HEADER, i)
             if start < 0:
                 # keep a trailing AA: it may be the first half of the next header
-                keep = len(buf) - 1 if len(buf) > i and buf[-1] == HEADER[0] else len(buf)
-                self._skip(i, keep, "bytes outside any frame")
-                i = keep
+                i = len(buf) - 1 if len(buf) > i and buf[-1] == HEADER[0] else len(buf)
                 break
-            self._skip(i, start, "bytes outside any frame")
             i = start
             if len(buf) - i < HEADER_SIZE:
                 break  # the header itself is not complete yet
             length = buf[i + 3]
             if not MIN_LEN <= length <= MAX_LEN:
-                self._skip(i, i + 2, f"impossible length {length} (allowed {MIN_LEN}–{MAX_LEN})")
+                self._marks[base + i] = f"impossible length {length} (allowed {MIN_LEN}–{MAX_LEN})"
                 i += 2
                 continue
             if len(buf) - i <= HEADER_SIZE:
@@ -188,27 +189,57 @@ class StreamFramer:
             if len(buf) < end:
                 if trusted:
                     break  # wait for the rest of the frame
-                # an unknown frame is not worth waiting for: what looks like one may be garbage
-                # in front of a real frame, which must not be held back
-                self._quiet_until = max(self._quiet_until, end)
+                # not worth waiting for (it may be garbage in front of a real frame): its verdict
+                # comes with its last byte, and the search goes on inside its span
+                self._open.append((base + i, base + end))
                 i += 2
                 continue
             raw = bytes(buf[i:end])
             if crc8_maxim(raw[:-1]) != raw[-1]:
-                self._skip(i, i + 2, f"CRC {raw[-1]:02X}, computed {crc8_maxim(raw[:-1]):02X}")
+                self._marks[base + i] = f"CRC {raw[-1]:02X}, computed {crc8_maxim(raw[:-1]):02X}"
                 i += 2
                 continue
-            self._close_junk()
-            frames.append(Frame(raw[2], raw[4], raw[5:-1], raw))
-            self.frames += 1
-            if trusted:
-                i = end
-            else:
-                self._quiet_until = max(self._quiet_until, end)
-                i += 2
-        del buf[:i]
-        self._quiet_until = max(0, self._quiet_until - i)
-        self._close_junk()
+            self._frame(raw, base + i, frames)
+            i = end if trusted else i + 2
+        self._scan = base + i
+
+    def _settle(self, horizon: int) -> None:
+        """Give every byte before `horizon` its fate: inside a returned frame, or a reported run."""
+        pos = self._base
+        for start, end in sorted(self._spans):
+            if end <= pos:
+                continue
+            if start >= horizon:
+                break
+            if start > pos:
+                self._report(pos, start)
+                pos = start
+            covered = min(end, horizon)
+            self.framed_bytes += covered - pos
+            pos = covered
+        if pos < horizon:
+            self._report(pos, horizon)
+        self._spans = [s for s in self._spans if s[1] > horizon]
+        self._marks = {at: why for at, why in self._marks.items() if at >= horizon}
+        del self._buf[: horizon - self._base]
+        self._base = horizon
+
+    def _report(self, lo: int, hi: int) -> None:
+        data = bytes(self._buf[lo - self._base : hi - self._base])
+        self.bad.append(BadBytes(data, self._marks.get(lo, "bytes outside any frame")))
+        self.malformed += 1
+        self.discarded_bytes += len(data)
+
+    def feed(self, chunk: ByteData) -> list[Frame]:
+        """Add the bytes of one notification; return the frames it completes."""
+        self.bad = []
+        data = bytes(chunk)
+        self._buf += data
+        self.fed_bytes += len(data)
+        frames: list[Frame] = []
+        self._verdicts(frames)
+        self._search(frames)
+        self._settle(min([self._scan, *(start for start, _ in self._open)]))
         return frames
 
 

@@ -246,3 +246,20 @@ def test_reset_forgets_the_partial_packet_of_the_last_connection() -> None:
     glued(NORMAL[:3], "d", 0.0, 0.0)
     with pytest.raises(ParseError):  # without the reset the stale bytes are a malformed run
         glued(NORMAL, "d", 1.0, 1.0)
+
+
+@given(st.binary(max_size=200), st.lists(st.integers(0, 200), max_size=12))
+def test_every_byte_fed_is_in_a_packet_reported_or_pending(data: bytes, cuts: list[int]) -> None:
+    """No silent drop: each byte ends up in a packet, in a reported run (with its bytes), or held."""
+    framer = PacketFramer()
+    reported = 0
+    for chunk in _chunked(data, cuts):
+        packets = framer.feed(chunk)
+        reported += sum(len(b.data) for b in framer.bad)
+        assert len(framer.bad) <= len(chunk)
+        assert framer.framed_bytes >= 5 * len(packets)
+    assert framer.fed_bytes == len(data)
+    assert reported == framer.discarded_bytes
+    assert framer.framed_bytes == 5 * framer.packets
+    assert framer.framed_bytes + framer.discarded_bytes + framer.pending == len(data)
+    assert framer.pending < 5

@@ -368,11 +368,14 @@ def test_the_collision_seen_in_the_emulator_test_holds_nothing_back() -> None:
     assert crc8_maxim(bytes.fromhex("AA 55 01 02 03")) == 0x0F
     framer = StreamFramer(trusted=is_stream_frame)
     assert framer.feed(b"\xaa\x55") == []
-    assert framer.feed(b"\x01\x02\x03") == []  # unknown and incomplete: skipped, not waited for
-    assert framer.pending == 0
-    assert [f.raw for f in framer.feed(b"\x0f" + PARAMS_97_72)] == [PARAMS_97_72]
-    # an unknown frame's span is dropped silently (documented): here, the stray bytes with it
-    assert framer.malformed == 0
+    assert framer.feed(b"\x01\x02\x03") == []  # unknown and incomplete: its verdict waits
+    assert framer.pending == 5
+    # the known frame behind it comes out as soon as it is complete; the stray bytes pass the CRC
+    # (documented limit of an 8-bit CRC): a frame, returned, not a malformed run
+    frames = framer.feed(b"\x0f" + PARAMS_97_72)
+    assert [f.raw for f in frames] == [bytes.fromhex("AA 55 01 02 03 0F"), PARAMS_97_72]
+    assert framer.malformed == 0 and framer.pending == 0
+    assert framer.framed_bytes == framer.fed_bytes == 6 + len(PARAMS_97_72)
 
 
 def test_a_long_unknown_header_does_not_hold_back_the_frames_behind_it() -> None:
@@ -413,3 +416,125 @@ def test_reset_forgets_the_partial_frame_of_the_last_connection() -> None:
     glued(PLETH_5[:7], "d", 0.0, 0.0)
     with pytest.raises(MalformedFramesError):  # what happens without the reset
         glued(PLETH_5 + PLETH_5, "d", 1.0, 1.0)
+
+
+# -- no silent drop: every byte is in a frame, reported with its bytes, or held for a verdict ----------
+#: garbage shaped like the start of an unknown frame of len 30: `AA 55 <token 00> <len 1E> <type 01>`
+UNKNOWN_HEADED_GARBAGE = bytes.fromhex("AA 55 00 1E 01") + b"junkjunk"
+
+
+def test_garbage_shaped_like_an_unknown_frame_is_reported_once_its_span_has_passed() -> None:
+    framer = StreamFramer(trusted=is_stream_frame)
+    assert framer.feed(UNKNOWN_HEADED_GARBAGE) == []
+    assert framer.bad == [] and framer.pending == len(UNKNOWN_HEADED_GARBAGE)  # verdict pending
+    # the known frames inside its claimed span are not held back; its last byte brings the verdict
+    frames = framer.feed(PARAMS_97_72 + PLETH_5 + PLETH_5)
+    assert [f.raw for f in frames] == [PARAMS_97_72, PLETH_5, PLETH_5]
+    (bad,) = framer.bad
+    assert bad.data == UNKNOWN_HEADED_GARBAGE
+    assert bad.reason.startswith("unknown frame (token 00, type 01, len 30): CRC")
+    assert framer.malformed == 1 and framer.pending == 0
+    assert framer.discarded_bytes + framer.framed_bytes == framer.fed_bytes
+
+
+def test_the_decoder_raises_for_it_with_the_later_notification_and_keeps_its_frames() -> None:
+    decoder = ViatomDecoder()
+    assert decoder(UNKNOWN_HEADED_GARBAGE, "d", 0.0, 0.0) == []
+    with pytest.raises(MalformedFramesError) as caught:
+        decoder(PARAMS_97_72 + PLETH_5 + PLETH_5, "d", 1.0, 1.0)
+    assert [b.data for b in caught.value.bad] == [UNKNOWN_HEADED_GARBAGE]
+    assert "aa 55 00 1e 01 6a 75 6e 6b" in str(caught.value)  # logged with its bytes
+    assert _numerics(caught.value.measurements)[Param.SPO2].value == 97
+    waves = [m.samples for m in caught.value.measurements if isinstance(m, Waveform)]
+    assert waves == [(10, 20, 30, 40, 50) * 2]
+
+
+def test_an_unknown_frame_split_across_notifications_is_a_frame_not_a_malformed_run() -> None:
+    answer = build_frame(0x0F, 0x84, b"\x00")  # a command answer: CRC-valid, not a stream frame
+    stream = PARAMS_97_72 + answer + PLETH_5 + answer + answer + PLETH_5
+    for cuts in itertools.combinations(range(1, len(stream)), 2):
+        framer = StreamFramer(trusted=is_stream_frame)
+        frames = [f.raw for chunk in _chunked(stream, list(cuts)) for f in framer.feed(chunk)]
+        assert sorted(frames) == sorted([PARAMS_97_72, answer, PLETH_5, answer, answer, PLETH_5]), cuts
+        assert [f for f in frames if f != answer] == [PARAMS_97_72, PLETH_5, PLETH_5]
+        assert framer.malformed == 0 and framer.pending == 0
+        assert framer.framed_bytes == framer.fed_bytes == len(stream)
+
+
+def test_reset_drops_a_pending_verdict_without_counting_it() -> None:
+    decoder = ViatomDecoder()
+    assert decoder(UNKNOWN_HEADED_GARBAGE[:6], "d", 0.0, 0.0) == []  # the link drops mid-verdict
+    decoder.reset()  # a stream cut by a disconnect is not the device's bad bytes
+    assert len(decoder(PARAMS_97_72 + PLETH_5 + PLETH_5, "d", 1.0, 1.0)) == 5
+    assert decoder.framer.malformed == 0
+
+
+UNKNOWN = st.builds(
+    build_frame,
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.binary(max_size=12).filter(lambda b: b"\xaa" not in b),
+).filter(lambda f: not is_stream_frame(f[2], f[4]))
+
+
+@given(
+    st.lists(GOOD | UNKNOWN, min_size=1, max_size=8),
+    st.lists(st.integers(0, 120), max_size=15),
+)
+def test_a_valid_stream_in_any_chunking_has_no_malformed_count(frames: list[bytes], cuts: list[int]) -> None:
+    # ends with a known frame: an unknown frame's last byte AA is (rightly) held as a possible header
+    stream = b"".join(frames) + PLETH_5
+    decoder = ViatomDecoder()
+    for chunk in _chunked(stream, cuts):
+        decoder(chunk, "d", 0.0, 0.0)  # a MalformedFramesError here fails the test
+    framer = decoder.framer
+    assert framer.malformed == 0 and framer.pending == 0
+    assert framer.framed_bytes == framer.fed_bytes == len(stream)
+    assert framer.frames == len(frames) + 1
+
+
+#: garbage made of frame headers with plausible lengths (known and unknown tokens) and stray bytes
+HEADERS = st.lists(
+    st.builds(
+        lambda token, length, frame_type: bytes([0xAA, 0x55, token, length, frame_type]),
+        st.sampled_from([0x0F, 0x00, 0xF0]) | st.integers(0, 255),
+        st.integers(2, 32),
+        st.sampled_from([0x01, 0x02]) | st.integers(0, 255),
+    )
+    | st.binary(max_size=8),
+    max_size=12,
+).map(b"".join)
+
+
+@given(st.binary(max_size=200) | HEADERISH.map(bytes) | HEADERS, st.lists(st.integers(0, 200), max_size=12))
+def test_every_byte_fed_is_in_a_frame_reported_or_pending(data: bytes, cuts: list[int]) -> None:
+    framer = StreamFramer(trusted=is_stream_frame)
+    reported = 0
+    for chunk in _chunked(data, cuts):
+        framer.feed(chunk)
+        reported += sum(len(b.data) for b in framer.bad)
+    assert framer.fed_bytes == len(data) and reported == framer.discarded_bytes
+    assert framer.framed_bytes + framer.discarded_bytes + framer.pending == len(data)
+    # a verdict waits at most one longest frame: after that much of a valid stream nothing is held
+    tail = (PARAMS_97_72 + PLETH_5) * 4
+    framer.feed(tail)
+    reported += sum(len(b.data) for b in framer.bad)
+    assert framer.pending == 0 and reported == framer.discarded_bytes
+    assert framer.framed_bytes + framer.discarded_bytes == len(data) + len(tail)
+
+
+@given(
+    st.lists(st.tuples(NOISY_GARBAGE, GOOD), min_size=1, max_size=6),
+    st.lists(st.integers(0, 400), max_size=15),
+)
+def test_header_like_garbage_is_reported_byte_for_byte(
+    parts: list[tuple[bytes, bytes]], cuts: list[int]
+) -> None:
+    stream = b"".join(g + f for g, f in parts) + (PARAMS_97_72 + PLETH_5) * 4
+    framer = StreamFramer(trusted=is_stream_frame)
+    unknown = 0
+    for chunk in _chunked(stream, cuts):
+        unknown += sum(not is_stream_frame(f.token, f.type) for f in framer.feed(chunk))
+    if not unknown:  # no garbage passed the CRC by chance: every garbage byte was reported
+        assert framer.discarded_bytes == sum(len(g) for g, _ in parts)
+    assert framer.pending == 0
