@@ -18,8 +18,9 @@ bootstrap:
 bootstrap-dev:
 	scripts/bootstrap.sh --dev
 
+# every benchmark and the 4-h soak (~15 min) → benchmarks/RESULTS.md; BENCH_ARGS=--skip-soak for a quick run
 bench: bootstrap-dev
-	$(VENV)/bin/python benchmarks/run_all.py
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

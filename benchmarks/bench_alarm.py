@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -24,10 +27,14 @@ from kapmonitor.measurements import DeviceState, Numeric, Param
 from kapmonitor.session import Session
 from ui.main_window import MainWindow
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: benchmarks.*
+from benchmarks.common import write_json
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON to PATH ('-': stdout)")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication([])
     clock = FakeClock()
@@ -58,11 +65,19 @@ def main() -> None:
         delays.append((t1 - t0) * 1000.0)
     delays.sort()
     p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))]
+    print(f"machine: {platform.machine()} python {platform.python_version()}, offscreen")
     print(
         f"notification → alarm bar painted ({args.rounds} rounds): p50 {statistics.median(delays):.2f} ms, "
         f"p99 {p99:.2f} ms, max {delays[-1]:.2f} ms"
     )
     window.shutdown()
+    write_json(
+        args.json,
+        {
+            "rounds": args.rounds,
+            "alarm_bar_painted_ms": {"p50": statistics.median(delays), "p99": p99, "max": delays[-1]},
+        },
+    )
 
 
 if __name__ == "__main__":

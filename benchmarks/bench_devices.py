@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict, deque
@@ -43,6 +43,9 @@ from kapmonitor.measurements import BloodPressure, DeviceState, Measurement, Num
 from kapmonitor.session import Session
 from ui.app import Monitor
 from ui.demo import Demo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: benchmarks.*
+from benchmarks.common import write_json
 
 #: A notification sent this long (wall seconds) before the end may still be on its way.
 IN_FLIGHT_S = 1.0
@@ -360,20 +363,16 @@ def main() -> None:
         "--oximeter", default="viatom", choices=("viatom", "berrymed"), help="one with a pleth"
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON to PATH ('-': stdout)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run(args, Path(tmp) / "bench.sqlite"))
     problems = check(result)
-    if args.json:
-        print(json.dumps({**result, "problems": problems}))
-    else:
-        print(
-            f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
-        )
-        print(report(result))
+    print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
+    print(report(result))
+    write_json(args.json, {**result, "problems": problems})
     if problems:
         raise SystemExit("INVALID RUN: " + "; ".join(problems))
 

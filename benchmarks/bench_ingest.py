@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +14,9 @@ from devices.plx.parser import build_plx_continuous, parse_plx_continuous, to_nu
 from kapmonitor.clock import FakeClock
 from kapmonitor.session import Session
 from kapmonitor.storage import Recorder, open_database
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: benchmarks.*
+from benchmarks.common import write_json
 
 
 def run(packets: int, db_path: Path, per_second: int) -> dict[str, float]:
@@ -71,16 +74,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--packets", type=int, default=100_000)
     parser.add_argument("--per-second", type=int, default=100, help="packets per fake second (batch size)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON to PATH ('-': stdout)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.packets, Path(tmp) / "bench.sqlite", args.per_second)
     assert result["rows_in_db"] == result["samples"], result
-    if args.json:
-        print(json.dumps(result))
-        return
     print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
     print(
         f"{result['packets']:.0f} PLX packets ({args.per_second}/s per transaction) = "
@@ -88,6 +88,7 @@ def main() -> None:
         f"→ {result['packets_per_s']:,.0f} packets/s, {result['samples_per_s']:,.0f} samples/s "
         f"(all {result['rows_in_db']:.0f} rows in SQLite)"
     )
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

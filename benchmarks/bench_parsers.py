@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from devices.berrymed.driver import berrymed_spec
 from devices.bp.driver import bp_spec
@@ -27,6 +28,9 @@ from devices.viatom.driver import viatom_spec
 from devices.viatom.parser import PLETH_RATE_HZ as VIATOM_RATE_HZ
 from devices.viatom.parser import PLETH_SAMPLES_PER_FRAME
 from kapmonitor.measurements import Measurement, Numeric, Waveform
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: benchmarks.*
+from benchmarks.common import write_json
 
 #: The scenario the packets come from: artefact episodes and sensor-off spells exercise the
 #: status bits and the "no value" paths, not only the happy path.
@@ -167,27 +171,26 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=20_000, help="notifications per protocol")
     parser.add_argument("--repeats", type=int, default=3, help="runs per protocol (the fastest counts)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON lines")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON to PATH ('-': stdout)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
-    if not args.json:
-        print(
-            f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
-        )
-        print(f"{'protocol':<24} {'notif/s':>10} {'samples/s':>11} {'µs/notif':>9}  notifications, samples")
+    print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
+    print(f"{'protocol':<24} {'notif/s':>10} {'samples/s':>11} {'µs/notif':>9}  notifications, samples")
+    results = []
     for protocol in PROTOCOLS:
         packets = packets_for(protocol, args.packets, args.seed)
         result = measure(protocol, packets, args.repeats)
         assert result["samples"], f"{protocol.name}: nothing decoded"
-        if args.json:
-            print(json.dumps(result))
-            continue
+        results.append(result)
         print(
             f"{protocol.name:<24} {result['notifications_per_s']:>10,.0f} {result['samples_per_s']:>11,.0f} "
             f"{result['us_per_notification']:>9.1f}  {result['notifications']:,} notifications, "
             f"{result['samples']:,} samples ({result['no_value_samples']:,} 'no value')"
         )
+    write_json(
+        args.json, {"packets": args.packets, "repeats": args.repeats, "seed": args.seed, "protocols": results}
+    )
 
 
 if __name__ == "__main__":

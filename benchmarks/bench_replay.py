@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import random
@@ -14,8 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.recorded_session
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.*, benchmarks.*
 
+from benchmarks.common import write_json
 from kapmonitor.clock import FakeClock
 from kapmonitor.replay import ReplayClock, ReplaySession
 from kapmonitor.storage import list_sessions, migration_names, open_database
@@ -208,7 +208,7 @@ def main() -> None:
         default=Path(tempfile.gettempdir()) / "kapmonitor-bench",
         help="where the built session file is kept between runs",
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON to PATH ('-': stdout)")
     parser.add_argument("--no-ui", action="store_true", help="only the replay model, not the window")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -219,9 +219,6 @@ def main() -> None:
         result.update(run_ui(path, session_id, min(args.seeks, 50), min(args.frames, 300)))
     result["build_s"] = built
     result["file_mb"] = path.stat().st_size / 1e6
-    if args.json:
-        print(json.dumps(result))
-        return
     print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
     print(
         f"{result['duration_h']:.1f}-h session ({result['file_mb']:.1f} MB, {result['markers']:.0f} markers"
@@ -251,6 +248,7 @@ def main() -> None:
             f"60x frame + paint mean {result['ui_frame_60x_ms_mean']:.2f} ms, "
             f"p99 {result['ui_frame_60x_ms_p99']:.2f} ms"
         )
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":
