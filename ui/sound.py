@@ -11,14 +11,19 @@ library is present): it is pre-loaded per priority, so a play() starts the sound
 Volume can never reach silent: `set_volume()` clamps to `MIN_VOLUME_PERCENT` and says so through
 `volume_changed(applied, clamped)`, so the UI can show that the request was raised.
 
-If there is no audio output, a sound fails to load, or playback does not start, `failed(str)` is
-emitted: the caller raises the "alarm audio failure" technical alarm and makes the visual channel
+If there is no audio output, a sound fails to load, playback does not start, or the PulseAudio server
+the player connected to stops accepting connections (checked every LIVENESS_PERIOD_MS), `failed(str)`
+is emitted: the caller raises the "alarm audio failure" technical alarm and makes the visual channel
 impossible to miss (reference/alarms.md "An audio failure must never go unnoticed").
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 import wave
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -51,6 +56,11 @@ START_TIMEOUT_MS: Final = 1000
 #: 0–1.0 s after the file's length). If the audio server dies mid-burst, QSoundEffect reports no error
 #: and simply never finishes: this is how that failure is found.
 STALL_MARGIN_MS: Final = 2000
+#: How often the player checks that its PulseAudio server still accepts connections. A killed server
+#: leaves QtMultimedia (FFmpeg backend, Qt 6.12) none the wiser: QMediaDevices still lists the output
+#: and QSoundEffect reports nothing (measured here); a connect() to the server's socket is refused at
+#: once, so this is how a server death is found within a second, mid-burst or between bursts.
+LIVENESS_PERIOD_MS: Final = 1000
 
 
 class AlarmSound(Protocol):
@@ -71,6 +81,36 @@ class AlarmSound(Protocol):
     def is_playing(self) -> bool: ...
 
 
+def pulse_server_socket(env: Mapping[str, str] | None = None) -> Path | None:
+    """The Unix socket of the PulseAudio server libpulse will use, as libpulse finds it: the first
+    PULSE_SERVER entry, else $PULSE_RUNTIME_PATH/native, else $XDG_RUNTIME_DIR/pulse/native.
+    None when that server is not a local socket (tcp:, a host name) or nothing says where it is:
+    then only the stall watchdog finds a lost server."""
+    env = os.environ if env is None else env
+    servers = env.get("PULSE_SERVER", "").split()
+    if servers:
+        first = servers[0].removeprefix("unix:")
+        return Path(first) if first.startswith("/") else None
+    runtime = env.get("PULSE_RUNTIME_PATH") or (
+        str(Path(env["XDG_RUNTIME_DIR"]) / "pulse") if env.get("XDG_RUNTIME_DIR") else ""
+    )
+    return Path(runtime) / "native" if runtime else None
+
+
+def server_reachable(path: Path) -> bool:
+    """True if something accepts connections on the Unix socket `path` (connect, then close at once)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.2)
+    try:
+        probe.connect(str(path))
+    except OSError as error:
+        # a full backlog (EAGAIN) or a slow accept is a server that is there, only busy
+        return error.errno in (errno.EAGAIN, None)
+    finally:
+        probe.close()
+    return True
+
+
 def _wav_duration_ms(path: Path) -> int:
     with wave.open(str(path), "rb") as wav:
         return wav.getnframes() * 1000 // wav.getframerate()
@@ -85,6 +125,9 @@ class AlarmSoundPlayer(QObject):
     volume_changed = Signal(int, bool)
     #: The priority now sounding, or "" when the player went quiet.
     sounding_changed = Signal(str)
+    #: The PulseAudio server, unreachable when this player started, now accepts connections. This
+    #: player's QtMultimedia found no output and never reconnects: only a new process can use it.
+    server_appeared = Signal()
     #: Never emitted: QtMultimedia connects to the audio server once per process and never again, so
     #: an in-process player cannot show that a failure is over (ProcessAlarmSound can: a new child).
     recovered = Signal()
@@ -107,6 +150,13 @@ class AlarmSoundPlayer(QObject):
         self._stall_watchdog = QTimer(self)
         self._stall_watchdog.setSingleShot(True)
         self._stall_watchdog.timeout.connect(self._on_stall_timeout)
+        self._server = pulse_server_socket()
+        self._server_up = self._server is not None and server_reachable(self._server)
+        self._liveness = QTimer(self)
+        self._liveness.setInterval(LIVENESS_PERIOD_MS)
+        self._liveness.timeout.connect(self._on_liveness)
+        if self._server is not None:
+            self._liveness.start()
         self._file_ms: dict[str, int] = {}
         self._effects: dict[str, QSoundEffect] = {}
         self._missing: dict[str, str] = {}  # priority -> its sound file is missing
@@ -254,6 +304,19 @@ class AlarmSoundPlayer(QObject):
                     "or has no usable audio output"
                 )
             self._fail(self._problems[priority])
+
+    def _on_liveness(self) -> None:
+        assert self._server is not None
+        up = server_reachable(self._server)
+        if up == self._server_up:
+            return
+        self._liveness.stop()  # either way this process's QtMultimedia is done with that server
+        if up:
+            self.server_appeared.emit()
+        else:
+            self._fail(
+                f"the audio server went away ({self._server} refuses connections): alarm sounds cannot play"
+            )
 
     def _on_outputs_changed(self) -> None:
         if not QMediaDevices.audioOutputs():

@@ -11,9 +11,15 @@ If the child exits, crashes, or does not answer a command within REPLY_TIMEOUT_M
 capped at its last value, so it keeps trying but never spins). The restarted child gets the current volume
 and, if an alarm was sounding, that alarm again. Nothing of QtMultimedia is instantiated in this process.
 
-After a failure the channel is declared working again (`recovered()`) only on evidence: a restarted child
-has answered everything it was given, found an audio output when asked, and reported no failure. A
-failure of a child that stays alive is never declared over (its QtMultimedia never reconnects).
+A child that stays alive is replaced too when its own player fails after it had proven an output (its
+audio server died: QtMultimedia connects once per process and never reconnects), and when it started
+without any output and says that an audio server has appeared since (`available`). Both follow the same
+back-off. A child that found no output at start is not replaced on its failure: a new one would just
+fail again, and the audio-failure alarm is already up.
+
+Every child is asked whether it has an output when it is ready. After a failure the channel is declared
+working again (`recovered()`) only on evidence: a restarted child has answered everything it was given,
+found an audio output, and reported no failure.
 """
 
 from __future__ import annotations
@@ -69,10 +75,10 @@ class ProcessAlarmSound(QObject):
         self._step = 0
         self._priority = ""
         self._device_ok = True
-        self._check_wanted = False
         self._failed_reason = ""
         self._failing = False  # failed() was emitted and recovered() has not followed yet
-        self._sync_failed = False  # the child being synced reported a failure
+        self._child_failed = False  # the running child reported a failure
+        self._child_proven = False  # the running child found an output before any failure of its own
         self._proc: QProcess | None = None
         self._child_ready = False
         self._syncing = False  # the (re)started child has been given the state, no answer yet
@@ -126,12 +132,10 @@ class ProcessAlarmSound(QObject):
         """Ask the child whether an audio output exists; if not, failed() follows as soon as it answers.
 
         Returns the last answer known (True until a child has answered), since the answer crosses a
-        process boundary and the console must not block on it.
+        process boundary and the console must not block on it. (A child not yet ready is asked anyway
+        once it is.)
         """
-        if self._child_ready:
-            self._send("check")
-        else:
-            self._check_wanted = True
+        self._send("check")
         return self._device_ok
 
     def is_playing(self) -> bool:
@@ -192,6 +196,8 @@ class ProcessAlarmSound(QObject):
         proc.finished.connect(self._on_finished)
         self._proc = proc
         self._child_ready = False
+        self._child_failed = False
+        self._child_proven = False
         self._pending.clear()
         self._startup_timer.start()
         proc.start()
@@ -223,9 +229,15 @@ class ProcessAlarmSound(QObject):
         """The child is gone or unusable: say so, then restart it after the back-off."""
         if self._closed:
             return
+        self._replace()
+        self._report(f"alarm sound process ended: {reason}")
+
+    def _replace(self) -> None:
+        """End the child and start a new one after the back-off (it is given the current state)."""
+        if self._closed:
+            return
         self._startup_timer.stop()
         self._discard_child()
-        self._report(f"alarm sound process ended: {reason}")
         delay = RESTART_DELAYS_MS[min(self._restarts, len(RESTART_DELAYS_MS) - 1)]
         self._restarts += 1
         self._restart_timer.start(delay)
@@ -255,13 +267,10 @@ class ProcessAlarmSound(QObject):
         if word == "ready":
             self._on_child_ready()
         elif word == "failed":
-            # the child's player failed and went quiet: mirror it (as AlarmSoundPlayer._fail does)
-            was = self._priority
-            self._priority = ""
-            self._sync_failed = True
-            self._report(rest)
-            if was:
-                self.sounding_changed.emit("")
+            self._on_child_failed(rest)
+        elif word == "available":
+            if not self._child_proven:  # it found no output at start; a new child can use the server
+                self._replace()
         elif word in ("ok", "volume", "device", "error"):
             if not self._pending:
                 self._lost(f"unexpected reply {line!r}")
@@ -272,17 +281,33 @@ class ProcessAlarmSound(QObject):
                 self._reply_timer.start()
             if word == "device":
                 self._device_ok = rest == "1"
+                self._child_proven = self._child_proven or (self._device_ok and not self._child_failed)
             elif word == "error":
                 self._lost(f"it refused {command!r}: {rest}")
                 return
             if self._syncing and not self._pending:
                 self._syncing = False
                 self.ready.emit()
-                if self._failing and self._device_ok and not self._sync_failed:
+                if self._failing and self._device_ok and not self._child_failed:
                     self._failing = False
                     self.recovered.emit()
         elif line:
             self._lost(f"unexpected output {line!r}")
+
+    def _on_child_failed(self, reason: str) -> None:
+        if self._child_proven:
+            # it had an output and lost it (its server died): QtMultimedia in it never reconnects, so
+            # a new child takes the sound up (the same alarm, still wanted) once an output is back
+            self._replace()
+            self._report(reason)
+            return
+        # it never had an output: its player failed and went quiet; mirror that (as AlarmSoundPlayer._fail)
+        was = self._priority
+        self._priority = ""
+        self._child_failed = True
+        self._report(reason)
+        if was:
+            self.sounding_changed.emit("")
 
     def _on_child_ready(self) -> None:
         self._startup_timer.stop()
@@ -291,10 +316,7 @@ class ProcessAlarmSound(QObject):
         self._send(f"volume {self._volume}")
         if self._priority:
             self._send(f"play {self._priority} {self._step}")
-        self._sync_failed = False
-        if self._check_wanted or self._failing:  # after a failure: is there an output now?
-            self._check_wanted = False
-            self._send("check")
+        self._send("check")  # has it an output? (proves it for recovered(), and for a later replacement)
         self._syncing = True  # ready() once the child has answered all of it
 
     def _on_error(self, error: QProcess.ProcessError) -> None:

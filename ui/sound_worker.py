@@ -13,7 +13,9 @@ reply, in order:
     anything else                  ->  error <text>
 
 At any time the child may also write `failed <text>` (the player's failed signal; the player has gone
-quiet). The child exits when its stdin closes, so it never outlives the console.
+quiet; this includes its audio server going away, checked every second) and `available` (the audio
+server, unreachable when the child started, now accepts connections: a new child could use it). The
+child exits when its stdin closes, so it never outlives the console.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QCoreApplication(sys.argv[:1])
     player = AlarmSoundPlayer(args.sounds_dir)
     player.failed.connect(lambda reason: _reply(f"failed {reason}"))
+    player.server_appeared.connect(lambda: _reply("available"))
     reader = _StdinReader(sys.stdin.buffer)
     reader.line.connect(lambda line: _reply(handle(player, line)), Qt.ConnectionType.QueuedConnection)
     reader.closed.connect(app.quit, Qt.ConnectionType.QueuedConnection)
