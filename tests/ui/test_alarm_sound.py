@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 import wave
 from collections.abc import Iterator
@@ -14,7 +15,15 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from tests import audio_support as audio
-from ui.sound import BURST_MS, INTER_BURST_MS, MIN_VOLUME_PERCENT, STALL_MARGIN_MS, AlarmSoundPlayer
+from ui.sound import (
+    BURST_MS,
+    INTER_BURST_MS,
+    MIN_VOLUME_PERCENT,
+    STALL_MARGIN_MS,
+    AlarmSoundPlayer,
+    pulse_server_socket,
+    server_reachable,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SOUNDS = REPO / "resources" / "sounds"
@@ -350,3 +359,32 @@ def test_an_output_that_stops_consuming_mid_alarm_raises_failed(tmp_path: Path) 
     # the burst file lasts 2.84 s; the watchdog allows STALL_MARGIN_MS more (+ 0.3 s for timers)
     assert t_failed - t_play < 2.84 + STALL_MARGIN_MS / 1000 + 0.3
     assert next(e for e in events if e["event"] == "quit")["playing"] is False
+
+
+def test_the_pulse_server_socket_is_found_where_libpulse_looks() -> None:
+    assert pulse_server_socket({"PULSE_SERVER": "unix:/run/p/native"}) == Path("/run/p/native")
+    assert pulse_server_socket({"PULSE_SERVER": "/run/p/native tcp:host"}) == Path("/run/p/native")
+    assert pulse_server_socket({"PULSE_RUNTIME_PATH": "/r", "XDG_RUNTIME_DIR": "/x"}) == Path("/r/native")
+    assert pulse_server_socket({"XDG_RUNTIME_DIR": "/x"}) == Path("/x/pulse/native")
+    # a remote server, or nothing to say where it is: not probed (the stall watchdog remains)
+    assert pulse_server_socket({"PULSE_SERVER": "tcp:host:4713", "XDG_RUNTIME_DIR": "/x"}) is None
+    assert pulse_server_socket({"PULSE_SERVER": "host"}) is None
+    assert pulse_server_socket({}) is None
+
+
+def test_a_killed_server_is_seen_gone_though_its_socket_file_stays(tmp_path: Path) -> None:
+    server = audio.PulseServer(tmp_path / "pulse")
+    assert not server_reachable(server.socket)  # no file yet
+    try:
+        server.start()
+    except audio.AudioSetupError as error:
+        pytest.fail(f"the alarm-sound tests need a PulseAudio null sink and could not start one: {error}")
+    try:
+        assert server_reachable(server.socket)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=5)
+        assert server.socket.exists()  # a killed daemon leaves its socket behind: connect() is refused
+        assert not server_reachable(server.socket)
+    finally:
+        server.stop()
