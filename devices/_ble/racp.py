@@ -30,6 +30,11 @@ PER_RECORD_S = 0.5
 
 #: Runs one GATT operation, pairing first if the device asks for it (DeviceLink._secured).
 Secured = Callable[[Callable[[], Awaitable[object]]], Awaitable[object]]
+#: Told (characteristic label, bytes, error) of an indication that is no response we know: the link
+#: counts it as a malformed packet and hands it to its sink (DeviceLink._refused).
+Refused = Callable[[str, bytes, str], None]
+#: The label a refused RACP indication is counted and recorded under.
+LABEL = "RACP 0x2A52"
 
 
 class RacpError(Exception):
@@ -51,16 +56,25 @@ class RecordAccessClient:
     records, all) → the records as indications of their own characteristic (0x2A5E for PLX, with
     Measurement Status bit 9 "from storage"), then `06 00 01 01` (response code: success).
     The records themselves go through the link's normal subscription; this class only sees 0x2A52.
+    An indication that is no response we know is kept in `unparsed` and handed to `on_refused`
+    (the link's malformed-packet count and its sink, which logs and records it with its bytes);
+    without `on_refused` it is logged here.
     """
 
     def __init__(
-        self, client: BleakClient, characteristic: str, *, timeout_s: float = RESPONSE_TIMEOUT_S
+        self,
+        client: BleakClient,
+        characteristic: str,
+        *,
+        timeout_s: float = RESPONSE_TIMEOUT_S,
+        on_refused: Refused | None = None,
     ) -> None:
         self._client = client
         self._characteristic = characteristic
         self._timeout = timeout_s
+        self._on_refused = on_refused
         self._responses: asyncio.Queue[RacpNumberOfRecords | RacpResponse] = asyncio.Queue()
-        #: RACP indications that were not a response we know (logged with their bytes, ignored)
+        #: RACP indications that were not a response we know (refused, never taken for an answer)
         self.unparsed: list[bytes] = []
 
     def on_indication(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
@@ -70,7 +84,13 @@ class RecordAccessClient:
             self._responses.put_nowait(parse_racp_response(raw))
         except ParseError as exc:
             self.unparsed.append(raw)
-            log.warning("RACP: unexpected indication %s: %s", raw.hex(" "), exc)
+            if self._on_refused is None:
+                log.warning("RACP: unexpected indication %s: %s", raw.hex(" "), exc)
+                return
+            try:
+                self._on_refused(LABEL, raw, f"{type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("RACP: reporting the unexpected indication %s failed", raw.hex(" "))
 
     async def enable(self, secured: Secured) -> None:
         """Turn on the RACP indications (before any request: the answer comes as one)."""
