@@ -290,7 +290,7 @@ class DeviceLink:
         placed, flagged and de-duplicated there and in the session. A failure or a missing answer
         is logged and changes nothing else: the link keeps streaming.
         """
-        racp = RecordAccessClient(client, characteristic, timeout_s=self._racp_timeout)
+        racp = self._record_access(client, characteristic)
         secured = functools.partial(self._secured, client)
         try:
             await racp.enable(secured)
@@ -310,6 +310,22 @@ class DeviceLink:
             "" if result.response is None else f", response {result.response.code!r}"
         )
         log.info("%s: stored records uploaded: %s", self.device_id, self.stored_upload)
+
+    def _record_access(self, client: BleakClient, characteristic: str) -> RecordAccessClient:
+        """This connection's RACP client: an indication it cannot parse is a malformed packet."""
+        return RecordAccessClient(
+            client, characteristic, timeout_s=self._racp_timeout, on_refused=self._refused
+        )
+
+    def _refused(self, label: str, raw: bytes, error: str) -> None:
+        """Count a packet refused outside a subscription's decoder and hand it to the sink."""
+        self.malformed += 1
+        mono, wall = self._clock.monotonic(), self._clock.wall()
+        packet = MalformedPacket(self.device_id, label, raw, error, mono, wall)
+        try:
+            self._sink.malformed(packet)
+        except Exception:
+            log.exception("sink failed on a malformed packet")
 
     async def _watch(self, gone: asyncio.Event) -> str:
         """Wait for a disconnect, a stop, or data staleness; say which."""
