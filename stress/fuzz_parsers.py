@@ -1,11 +1,14 @@
 """Bad-packet suite: seeded random and mutated packets into every parser through the link's counting path.
 
 Each packet goes through `DeviceLink`'s own notification handler (or, for the Battery Level and
-Device Information reads, its `_read_static`) into a real `Session`, exactly as a notification from
-a wearable does. The decoder is wrapped only to see what it raised: any exception other than the
-parser's declared error type is a crash. Every refused packet must be counted once by the link
-(`DeviceLink.malformed`) and once by the session (`DeviceCounters.malformed`, and a
-`malformed_packets` row when a Recorder is attached).
+Device Information reads, its `_read_static`; for RACP responses, the RecordAccessClient the link
+builds) into a real `Session`, exactly as a notification from a wearable does. The decoders are the
+drivers' own (`plx_spec`, `measurement_decoder`, ...). The decoder is wrapped only to see what it
+raised: any exception other than the parser's declared error type is a crash. Every refused packet
+must be counted once by the link (`DeviceLink.malformed`) and once by the session
+(`DeviceCounters.malformed`, and a `malformed_packets` row when a Recorder is attached). For the
+stream framers (Viatom, BerryMed) every byte fed must be in a frame, in a reported run, or held
+(bounded) for the rest of a frame: a byte dropped without a report is a failure.
 
 Run: `.venv/bin/python stress/fuzz_parsers.py --count 1000000 [--seed N] [--only NAME ...]`
 """
@@ -26,10 +29,10 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devices._ble.link import DeviceLink
-from devices._ble.racp import RecordAccessClient
 from devices.battery import ParseError as BatteryParseError
 from devices.battery import build_battery_level
-from devices.berrymed.parser import PACKETS_PER_NOTIFICATION, BerryMedDecoder
+from devices.berrymed.parser import PACKET_SIZE as BCI_PACKET_SIZE
+from devices.berrymed.parser import PACKETS_PER_NOTIFICATION, BerryMedDecoder, PacketFramer
 from devices.bp.driver import _decode_intermediate, measurement_decoder
 from devices.bp.parser import ParseError as BPParseError
 from devices.bp.parser import parse_bp_feature
@@ -43,7 +46,7 @@ from devices.emulated.scenario import Scenario, VitalsPoint, artefact, desaturat
 from devices.emulated.viatom_oximeter import DEFAULT_CHUNK, params_frame
 from devices.hr.driver import decode_heart_rate
 from devices.hr.parser import ParseError as HRParseError
-from devices.plx.driver import PLX_RACP, _decode_continuous, _decode_spot_check
+from devices.plx.driver import PLX_CONTINUOUS, PLX_RACP, PLX_SPOT_CHECK, plx_spec
 from devices.plx.parser import ParseError as PlxParseError
 from devices.plx.parser import (
     RacpOpCode,
@@ -53,8 +56,10 @@ from devices.plx.parser import (
     parse_plx_features,
     parse_racp_response,
 )
+from devices.viatom.parser import HEADER_SIZE as VIATOM_HEADER_SIZE
+from devices.viatom.parser import MAX_LEN as VIATOM_MAX_LEN
 from devices.viatom.parser import PLETH_RATE_HZ as VIATOM_RATE_HZ
-from devices.viatom.parser import PLETH_SAMPLES_PER_FRAME, ViatomDecoder, build_pleth
+from devices.viatom.parser import PLETH_SAMPLES_PER_FRAME, StreamFramer, ViatomDecoder, build_pleth
 from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import FakeClock, SystemClock
 from kapmonitor.measurements import DeviceInfo, Measurement
@@ -82,20 +87,28 @@ def _plx_continuous(points: list[VitalsPoint]) -> list[bytes]:
     return [encode_continuous(p, demonstration=i % 7 == 0) for i, p in enumerate(points)]
 
 
+#: Measurement Status bit 9: a record from the device's storage (an RACP upload, gatt.md "RACP")
+FROM_STORAGE = 1 << 9
+
+
 def _plx_spot_check(points: list[VitalsPoint]) -> list[bytes]:
-    # no emulator sends spot-checks yet: the parser module's encoder (the one the emulator would use)
+    """Live spot-checks (with or without a time) and stored ones (always with their time)."""
+    # the parser module's encoder (the one the emulator uses)
     start = datetime(2026, 12, 3, 6, 0, 0, tzinfo=UTC)
-    return [
-        build_plx_spot_check(
-            spo2=p.spo2,
-            pulse_rate=p.pulse,
-            timestamp=start + timedelta(seconds=i) if i % 3 else None,
-            measurement_status=0x0020 if i % 2 else None,
-            device_sensor_status=0x000800 if p.sensor_off else None,
-            pulse_amplitude_index=p.pi if i % 4 else None,
+    out: list[bytes] = []
+    for i, p in enumerate(points):
+        stored = i % 5 == 0
+        out.append(
+            build_plx_spot_check(
+                spo2=p.spo2,
+                pulse_rate=p.pulse,
+                timestamp=start + timedelta(seconds=i) if i % 3 or stored else None,
+                measurement_status=(0x0020 if i % 2 else 0) | (FROM_STORAGE if stored else 0) or None,
+                device_sensor_status=0x000800 if p.sensor_off else None,
+                pulse_amplitude_index=p.pi if i % 4 else None,
+            )
         )
-        for i, p in enumerate(points)
-    ]
+    return out
 
 
 def _racp(points: list[VitalsPoint]) -> list[bytes]:
@@ -173,6 +186,21 @@ def _fixed_format_bad(rng: random.Random, valid: bytes) -> bytes:
     return valid[:-1]
 
 
+def _spot_check_bad(rng: random.Random, valid: bytes) -> bytes:
+    """Bad by the length rule, or a stored record without a usable time: no timestamp, or a device
+    clock that was never set (it cannot be placed on the timeline and must not pass for live)."""
+    if rng.random() < 0.5:
+        return _fixed_format_bad(rng, valid)
+    clock_not_set = rng.random() < 0.5
+    return build_plx_spot_check(
+        spo2=rng.randrange(101),
+        pulse_rate=rng.randrange(40, 200),
+        timestamp=datetime(2000, 1, 1, 0, rng.randrange(60), tzinfo=UTC) if clock_not_set else None,
+        measurement_status=FROM_STORAGE,
+        device_clock_not_set=clock_not_set,
+    )
+
+
 def _battery_bad(rng: random.Random, valid: bytes) -> bytes:
     """Not exactly one byte, or a reserved level 101–255 (gatt.md, Battery 0x180F)."""
     choice = rng.randrange(3)
@@ -234,6 +262,8 @@ class Target:
     #: the decoder keeps state across notifications (a stream framer): known-bad packets go to a
     #: fresh decoder, since bytes held back from earlier garbage may legitimately swallow them
     stateful: bool = False
+    #: a stream framer holds back fewer bytes than this (the rest of a frame, a pending verdict)
+    max_pending: int = 0
 
 
 def _parse_only(parse: Callable[[bytes], object]) -> Decoder:
@@ -250,20 +280,27 @@ def _fixed(decoder: Decoder) -> Callable[[], Decoder]:
     return lambda: decoder
 
 
+def _plx(characteristic: str) -> Callable[[], Decoder]:
+    """The PLX driver's own decoder of `characteristic` (an oximeter whose clock shows UTC)."""
+    (decode,) = [s.decode for s in plx_spec(UTC).subscriptions if s.characteristic == characteristic]
+    return _fixed(decode)
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
-        "plx-continuous", "PLX continuous 0x2A5F", PlxParseError, _fixed(_decode_continuous),
+        "plx-continuous", "PLX continuous 0x2A5F", PlxParseError, _plx(PLX_CONTINUOUS),
         _plx_continuous, _fixed_format_bad,
     ),
     Target(
-        "plx-spot-check", "PLX spot-check 0x2A5E", PlxParseError, _fixed(_decode_spot_check),
-        _plx_spot_check, _fixed_format_bad,
+        "plx-spot-check", "PLX spot-check 0x2A5E", PlxParseError, _plx(PLX_SPOT_CHECK),
+        _plx_spot_check, _spot_check_bad,
     ),
     Target(
         "plx-features", "PLX features 0x2A60", PlxParseError, _fixed(_parse_only(parse_plx_features)),
         lambda _p: [encode_features()], _fixed_format_bad,
     ),
-    # indicated to the link's RecordAccessClient (devices/_ble/racp.py), which keeps its own count
+    # indicated to the RecordAccessClient the link builds (devices/_ble/racp.py): refused ones are
+    # the link's and the session's malformed packets
     Target(
         "racp", "RACP 0x2A52", PlxParseError, _fixed(_parse_only(parse_racp_response)), _racp,
         _fixed_format_bad, path="racp",
@@ -296,11 +333,11 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "viatom-stream", "Viatom NUS notify 6e400003", PlxParseError, ViatomDecoder, _viatom, _viatom_bad,
-        stateful=True,
+        stateful=True, max_pending=VIATOM_HEADER_SIZE + VIATOM_MAX_LEN,
     ),
     Target(
         "berrymed-stream", "BerryMed BCI notify 49535343-1e4d", PlxParseError, BerryMedDecoder, _berrymed,
-        _berrymed_bad, stateful=True,
+        _berrymed_bad, stateful=True, max_pending=BCI_PACKET_SIZE,
     ),
 )  # fmt: skip
 TARGET_NAMES = tuple(t.name for t in TARGETS)
@@ -381,6 +418,8 @@ class Result:
     #: valid packets (the emulator's own) that were refused: the harness would be counting everything
     valid_refused: list[bytes] = field(default_factory=list)
     crashes: list[Crash] = field(default_factory=list)
+    #: stream framers: notifications whose bytes were not all framed, reported or (boundedly) held
+    unaccounted: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -391,7 +430,8 @@ class Result:
     @property
     def ok(self) -> bool:
         counted = self.counted_link == self.refused == self.counted_session
-        return not self.crashes and counted and not self.known_bad_missed and not self.valid_refused
+        clean = not self.known_bad_missed and not self.valid_refused and not self.unaccounted
+        return not self.crashes and counted and clean
 
     def problems(self) -> list[str]:
         out = [f"crash on {c.data.hex(' ') or '<empty>'}: {c.error}" for c in self.crashes[:5]]
@@ -402,6 +442,7 @@ class Result:
             )
         out += [f"known-bad packet not counted: {b.hex(' ') or '<empty>'}" for b in self.known_bad_missed[:5]]
         out += [f"valid packet refused: {b.hex(' ')}" for b in self.valid_refused[:5]]
+        out += [f"bytes not accounted for: {u}" for u in self.unaccounted[:5]]
         return out
 
 
@@ -482,7 +523,7 @@ def fuzz_target(target: Target, count: int, seed: int, sink: Sink | None = None)
         if target.path == "notify":
             _fuzz_notify(target, link, observed, result, clock, count=count, seed=seed)
         elif target.path == "racp":
-            _fuzz_racp(target, result, count=count, seed=seed)
+            _fuzz_racp(target, link, result, clock, count=count, seed=seed)
         else:
             asyncio.run(_fuzz_static(target, link, result, clock, count=count, seed=seed))
     finally:
@@ -490,19 +531,22 @@ def fuzz_target(target: Target, count: int, seed: int, sink: Sink | None = None)
             logger.removeHandler(errors)
     result.seconds = SystemClock().monotonic() - started
     result.crashes += [Crash(b"", f"logged: {r.getMessage()} {r.exc_text or ''}") for r in errors.records]
-    if target.path != "racp":
-        result.counted_link = link.malformed
-        result.counted_session = session.devices[DEVICE].counters.malformed
+    result.counted_link = link.malformed
+    result.counted_session = session.devices[DEVICE].counters.malformed
     return result
 
 
-def _fuzz_racp(target: Target, result: Result, *, count: int, seed: int) -> None:
+def _fuzz_racp(
+    target: Target, link: DeviceLink, result: Result, clock: FakeClock, *, count: int, seed: int
+) -> None:
     """RACP responses go to RecordAccessClient.on_indication, not to a subscription's decoder: it
-    queues what parses and keeps what does not in `unparsed` (logged; not in the session's count)."""
-    client = RecordAccessClient(None, PLX_RACP)  # type: ignore[arg-type]  # on_indication never uses it
+    queues what parses and keeps what does not in `unparsed`, handing it to the link (counted,
+    then logged and recorded by the session). The client is the one the link builds."""
+    client = link._record_access(None, PLX_RACP)  # type: ignore[arg-type]  # on_indication never uses it
     queue = client._responses
     valid = [(raw, False) for raw in target.make_valid(_points(200))]
     for i, (raw, known_bad) in enumerate([*valid, *packets(target, count, seed)]):
+        clock.advance(0.04)
         before = len(client.unparsed)
         try:
             client.on_indication(None, bytearray(raw))  # type: ignore[arg-type]
@@ -524,7 +568,6 @@ def _fuzz_racp(target: Target, result: Result, *, count: int, seed: int) -> None
             result.known_bad += 1
             if not refused:
                 result.known_bad_missed.append(raw)
-    result.counted_link = result.counted_session = len(client.unparsed)
 
 
 def _fuzz_notify(
@@ -541,11 +584,14 @@ def _fuzz_notify(
     char = None  # the handler ignores the characteristic object (bleak passes its own)
     observed.decoder = target.make_decoder()
     for raw in target.make_valid(_points(200)):  # the emulator's packets, in order, are all accepted
+        framer = _Framer.of(observed.decoder)
         on_notify(char, bytearray(raw))  # type: ignore[arg-type]
         result.packets += 1
         if observed.raised:
             result.refused += 1
             result.valid_refused.append(raw)
+        if framer is not None:
+            _account(target, framer, raw, observed.raised, result)
     fuzz_decoder = target.make_decoder()
     session = link._sink
     assert isinstance(session, Session)
@@ -557,14 +603,56 @@ def _fuzz_notify(
             observed.decoder = target.make_decoder()
         else:
             observed.decoder = fuzz_decoder
+        framer = _Framer.of(observed.decoder)
         on_notify(char, bytearray(raw))  # type: ignore[arg-type]
         result.packets += 1
         if observed.raised:
             result.refused += 1
+        if framer is not None:
+            _account(target, framer, raw, observed.raised, result)
         if known_bad:
             result.known_bad += 1
             if not observed.raised:
                 result.known_bad_missed.append(raw)
+
+
+@dataclass(frozen=True)
+class _Framer:
+    """A stream framer's byte accounting before a notification (Viatom, BerryMed)."""
+
+    framer: StreamFramer | PacketFramer
+    fed: int
+    discarded: int
+
+    @staticmethod
+    def of(decoder: object) -> _Framer | None:
+        framer = getattr(decoder, "framer", None)
+        if not isinstance(framer, StreamFramer | PacketFramer):
+            return None
+        return _Framer(framer, framer.fed_bytes, framer.discarded_bytes)
+
+
+def _account(target: Target, before: _Framer, raw: bytes, raised: bool, result: Result) -> None:
+    """Every byte of a notification is in a frame, in a reported run (the decoder raised with it),
+    or held for the rest of a frame; nothing held longer than the longest frame."""
+    f = before.framer
+    fed, discarded = f.fed_bytes - before.fed, f.discarded_bytes - before.discarded
+    reported = sum(len(b.data) for b in f.bad)
+    problem = ""
+    if fed != len(raw):
+        problem = f"{len(raw)} bytes sent, {fed} fed"
+    elif reported != discarded:
+        problem = f"{discarded} bytes discarded, {reported} reported"
+    elif reported and not raised:
+        problem = f"{reported} bytes discarded without a malformed packet"
+    elif f.framed_bytes + f.discarded_bytes + f.pending != f.fed_bytes:
+        problem = (
+            f"{f.fed_bytes} fed, {f.framed_bytes} framed + {f.discarded_bytes} reported + {f.pending} held"
+        )
+    elif not f.pending < target.max_pending:
+        problem = f"{f.pending} bytes held (bound {target.max_pending})"
+    if problem:
+        result.unaccounted.append(f"{problem} after {raw.hex(' ') or '<empty>'}")
 
 
 async def _fuzz_static(
@@ -613,7 +701,7 @@ def run(count: int, seed: int, names: Sequence[str] = TARGET_NAMES, sink: Sink |
     """Fuzz the named targets (all by default) with `count` packets each."""
     # each refused packet is logged as a warning by the session; a million of them only slow the run.
     # The levels are put back afterwards: the fast variant runs inside the test process.
-    quiet = [logging.getLogger(n) for n in ("kapmonitor.session", "devices._ble.racp", "devices.plx.driver")]
+    quiet = [logging.getLogger(n) for n in ("kapmonitor.session", "devices._ble.racp")]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.ERROR)
@@ -635,9 +723,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 0
     for name in args.only:
         (result,) = run(args.count, seed, [name])
-        counted = f"{result.counted_link:>9}" if result.countable else "   (none)"
+        counted = (
+            f"{result.counted_link:>9} link {result.counted_session:>9} session"
+            if result.countable
+            else f"{'(none)':>9} link {'(none)':>9} session"
+        )
         print(
-            f"{result.name:20} {result.packets:>9} packets {result.refused:>9} refused {counted} counted "
+            f"{result.name:20} {result.packets:>9} packets {result.refused:>9} refused, counted {counted} "
             f"{result.known_bad:>7} known-bad {len(result.crashes):>3} crashes {result.seconds:7.1f} s "
             f"{'ok' if result.ok else 'FAIL'}",
             flush=True,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 
 import tzlocal
 
 from devices.driver import Decoder, DriverSpec, Subscription, uuid16
 from devices.plx.parser import (
+    ParseError,
     PlxSpotCheck,
     parse_plx_continuous,
     parse_plx_spot_check,
@@ -17,8 +17,6 @@ from devices.plx.parser import (
     to_numerics,
 )
 from kapmonitor.measurements import Measurement
-
-log = logging.getLogger(__name__)
 
 #: gatt.md, "Pulse Oximeter Service 0x1822"
 PLX_SERVICE = uuid16(0x1822)
@@ -83,7 +81,9 @@ def spot_check_decoder(tz: tzinfo) -> Decoder:
     Time: `wall` is that time, `mono` the arrival's monotonic time moved back by the record's age,
     so the record lands where it was taken (e.g. inside a gap while disconnected). Its Numerics
     carry Quality.FROM_STORAGE: recorded once, never live, never alarmed on (kapmonitor.session).
-    A stored record without a usable time cannot be placed and is logged and left out.
+    A stored record without a usable time cannot be placed on the timeline and must not pass for a
+    live one: it raises UnplacedRecordError, so the link counts it as a malformed packet and the
+    session logs and records it with its bytes (no values).
     """
 
     def decode(data: bytes, device: str, mono: float, wall: float) -> Sequence[Measurement]:
@@ -91,15 +91,20 @@ def spot_check_decoder(tz: tzinfo) -> Decoder:
         if m.from_storage:
             placed = record_wall(m, tz)
             if placed is None:
-                log.warning(
-                    "%s: stored spot-check without a usable time, not recorded: %s", device, data.hex(" ")
-                )
-                return []
+                raise UnplacedRecordError(f"stored spot-check {_why_unplaced(m)}: not placed, not live")
             mono, wall = mono - (wall - placed), placed
         return spot_check_to_numerics(m, device=device, mono=mono, wall=wall)
 
     return decode
 
 
-#: The 0x2A5E decoder for an oximeter whose clock shows UTC (stress/fuzz_parsers.py drives it).
-_decode_spot_check = spot_check_decoder(UTC)
+class UnplacedRecordError(ParseError):
+    """A stored record (Measurement Status bit 9) without a usable time: refused like a malformed packet."""
+
+
+def _why_unplaced(m: PlxSpotCheck) -> str:
+    if not m.has_timestamp:
+        return "without a timestamp"
+    if m.device_clock_not_set:
+        return "from a device whose clock was never set"
+    return "with an unknown or impossible timestamp"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,19 +13,31 @@ import pytest
 import pytest_asyncio
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
+from bumble.device import Connection
 
 from devices._ble.bumble_backend import bumble_backends
+from devices._ble.link import DeviceLink
+from devices._ble.racp import LABEL as RACP_LABEL
 from devices._ble.racp import RacpError, RecordAccessClient
 from devices.emulated.plx_oximeter import (
     EmulatedPlxOximeter,
+    StoredSpotCheck,
     encode_features,
     racp_number_of_records,
     racp_response,
 )
 from devices.emulated.radio import VirtualRadio
 from devices.emulated.scenario import SCENARIOS, VitalsPoint
-from devices.plx.driver import PLX_RACP, PLX_SPOT_CHECK, plx_spec, record_wall, spot_check_decoder
+from devices.plx.driver import (
+    PLX_RACP,
+    PLX_SPOT_CHECK,
+    UnplacedRecordError,
+    plx_spec,
+    record_wall,
+    spot_check_decoder,
+)
 from devices.plx.parser import (
+    ParseError,
     PlxSupportedFeatures,
     RacpOpCode,
     RacpResponse,
@@ -34,10 +47,10 @@ from devices.plx.parser import (
     parse_plx_spot_check,
 )
 from kapmonitor.alarms import AlarmEngine, kap_defaults
-from kapmonitor.clock import FakeClock
+from kapmonitor.clock import FakeClock, SystemClock
 from kapmonitor.measurements import DeviceInfo, DeviceState, Numeric, Param, Quality
 from kapmonitor.session import Session
-from kapmonitor.storage import Recorder, open_database
+from kapmonitor.storage import Recorder, malformed_packets, open_database
 
 SPEED = 20.0
 ADV_MS = 20.0
@@ -94,10 +107,13 @@ def test_a_live_spot_check_stays_at_its_arrival() -> None:
     ],
     ids=["no-timestamp", "unknown-timestamp", "clock-not-set"],
 )
-def test_a_stored_spot_check_that_cannot_be_placed_is_left_out(raw: bytes) -> None:
+def test_a_stored_spot_check_that_cannot_be_placed_is_refused(raw: bytes) -> None:
+    """Not placed, not taken for live: refused like a malformed packet (the link counts it)."""
     m = parse_plx_spot_check(raw)
     assert m.from_storage and record_wall(m, UTC) is None
-    assert spot_check_decoder(UTC)(raw, "ox", 1.0, 2.0) == []
+    with pytest.raises(UnplacedRecordError, match=r"^stored spot-check .*: not placed, not live$"):
+        spot_check_decoder(UTC)(raw, "ox", 1.0, 2.0)
+    assert issubclass(UnplacedRecordError, ParseError)  # the decoder's declared error: not a crash
 
 
 def test_the_plx_spec_asks_for_stored_records() -> None:
@@ -325,3 +341,83 @@ async def test_an_upload_the_device_cannot_complete_is_an_error_for_the_caller(r
     finally:
         await client.disconnect()
         await emu.stop()
+
+
+# -- refused through the link's malformed path: counted by link and session, recorded with bytes ------
+#: the SpO2 of the record without a time: low enough to alarm if it were ever taken for live
+UNTIMED_SPO2 = 71
+#: a response code indication cut short (4 bytes needed): no RACP response we know
+STRAY_RACP = b"\x06\x00\x01"
+
+
+@dataclass(frozen=True)
+class _UntimedRecord(StoredSpotCheck):
+    """A record the oximeter kept without a Timestamp field (flagged from storage all the same)."""
+
+    @property
+    def raw(self) -> bytes:
+        return build_plx_spot_check(spo2=UNTIMED_SPO2, pulse_rate=88, measurement_status=1 << 9)
+
+
+class _StrayRacpOximeter(EmulatedPlxOximeter):
+    """A firmware that indicates a malformed RACP response before each real answer."""
+
+    async def _answer_racp(self, connection: Connection, data: bytes) -> None:
+        await self._racp_indicate(connection, STRAY_RACP)
+        await super()._answer_racp(connection, data)
+
+
+@pytest.mark.asyncio
+async def test_stray_racp_indications_and_an_untimed_record_are_counted_recorded_and_never_live(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    emu = _StrayRacpOximeter(
+        radio, SCENARIOS["normal"](1), speed=SPEED, advertising_interval_ms=ADV_MS, record_memory=5
+    )
+    timed = emu.store_spot_check(100.0)
+    emu.records.append(_UntimedRecord(110.0, emu.scenario.at(110.0), emu.clock_datetime(110.0)))
+    untimed = emu.records[-1].raw
+    await emu.start(200.0)
+    clock = SystemClock()
+    db = open_database(tmp_path / "kap.sqlite")
+    recorder = Recorder(db, clock)
+    sid = recorder.begin_session(kind="demo")
+    engine = AlarmEngine(clock, kap_defaults(), hold_off_s=0.0)
+    session = Session(clock, recorder, alarms=engine)
+    scanner_cls, client_cls = bumble_backends(radio)
+    link = DeviceLink(
+        plx_spec(UTC),
+        session,
+        clock,
+        scanner_backend=scanner_cls,
+        client_backend=client_cls,
+        backoff_s=(0.1,),
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        async with asyncio.timeout(WAIT_S * 3):
+            while link.stored_uploads < 1 or link.malformed < 3:
+                await asyncio.sleep(0.02)
+        # the stray answers were refused, not taken for the device's answer: the upload went through
+        assert link.stored_upload is not None and link.stored_upload.startswith("2 record(s)")
+        assert emu.uploaded == [timed, untimed]
+        assert link.malformed == session.devices[link.device_id].counters.malformed == 3
+        recorder.flush()
+        rows = sorted((r.characteristic, r.data, r.error) for r in malformed_packets(db, sid))
+        assert [(c, d) for c, d, _ in rows] == [
+            ("PLX spot-check 0x2A5E", untimed),
+            (RACP_LABEL, STRAY_RACP),
+            (RACP_LABEL, STRAY_RACP),
+        ]
+        assert "without a timestamp" in rows[0][2] and "ParseError" in rows[1][2]
+        # the untimed record is nowhere: not recorded as a value, not live, not alarmed on
+        values = [r[0] for r in db.execute("SELECT value FROM numerics WHERE session_id = ?", (sid,))]
+        assert UNTIMED_SPO2 not in values and len(values) > 0
+        latest = session.latest.get(Param.SPO2)
+        assert latest is None or latest.value != UNTIMED_SPO2
+        assert not any("spo2" in str(a).lower() for a in engine.active_alarms())
+    finally:
+        link.stop()
+        await asyncio.wait_for(task, WAIT_S)
+        await emu.stop()
+        db.close()

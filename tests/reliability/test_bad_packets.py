@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from devices._ble.link import DeviceLink
+from devices.viatom.driver import viatom_spec
+from devices.viatom.parser import build_params, build_pleth
 from kapmonitor.clock import FakeClock
+from kapmonitor.measurements import DeviceInfo, Param
+from kapmonitor.session import Session
 from kapmonitor.storage import Recorder, malformed_packets, open_database
 from stress.fuzz_parsers import DEFAULT_SEED, TARGET_NAMES, TARGETS, fuzz_target, run
 
@@ -31,7 +36,19 @@ def test_no_crash_and_every_refused_packet_counted(name: str) -> None:
         assert result.refused == result.counted_link == result.counted_session == 0
 
 
-@pytest.mark.parametrize("name", ["plx-continuous", "heart-rate", "viatom-stream", "battery"])
+#: one of each path: a notification, an indication to the RACP client, a stream framer, a read
+RECORDED = [
+    "plx-continuous",
+    "plx-spot-check",
+    "racp",
+    "heart-rate",
+    "viatom-stream",
+    "berrymed-stream",
+    "battery",
+]
+
+
+@pytest.mark.parametrize("name", RECORDED)
 def test_refused_packets_are_recorded_with_their_bytes(name: str, tmp_path: Path) -> None:
     """Through a Recorder on a real SQLite file: one malformed_packets row per refused packet."""
     db = open_database(tmp_path / "fuzz.sqlite")
@@ -51,15 +68,35 @@ def test_refused_packets_are_recorded_with_their_bytes(name: str, tmp_path: Path
         db.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: the Viatom framer drops the span of an unknown, incomplete frame silently "
-    "(devices/viatom/parser.py StreamFramer, by design against 8-bit CRC false matches), so "
-    "garbage shaped like `AA 55 <token> <len>` is neither counted nor logged - see the issue 7 report",
-)
-def test_garbage_shaped_like_an_unknown_viatom_frame_is_counted() -> None:
-    (target,) = [t for t in TARGETS if t.name == "viatom-stream"]
-    decoder = target.make_decoder()
-    garbage = bytes.fromhex("aa 55 00 1e 01") + b"junkjunk"  # token 0x00: not a stream frame
-    with pytest.raises(target.declared):
-        decoder(garbage, "OX", 1.0, 1.0)
+def test_garbage_shaped_like_an_unknown_viatom_frame_is_counted(tmp_path: Path) -> None:
+    """`AA 55 <token> <len>` garbage is counted once by the link and once by the session, and recorded
+    with its bytes, as soon as the span it claims has passed; the real frames inside it are kept."""
+    db = open_database(tmp_path / "viatom.sqlite")
+    try:
+        clock = FakeClock()
+        recorder = Recorder(db, clock)
+        sid = recorder.begin_session()
+        session = Session(clock, recorder)
+        spec = viatom_spec()
+        link = DeviceLink(spec, session, clock)
+        link.device_id = "PC:60:FW:00:00:01"
+        session.register_device(DeviceInfo(link.device_id, "PC-60FW", spec.kind))
+        on_notify = link._callback(spec.subscriptions[0])
+        garbage = bytes.fromhex("aa 55 00 1e 01") + b"junkjunk"  # token 0x00: not a stream frame, len 30
+        on_notify(None, bytearray(garbage))  # type: ignore[arg-type]
+        assert link.malformed == 0  # its claimed span (34 bytes) has not passed: a real frame could end it
+        frames = build_params(spo2=97, pulse_rate=72, pi_raw=34) + build_pleth([10, 20, 30, 40, 50]) * 2
+        clock.advance(0.1)
+        on_notify(None, bytearray(frames))  # type: ignore[arg-type]
+        assert link.malformed == session.devices[link.device_id].counters.malformed == 1
+        assert session.latest[Param.SPO2].value == 97.0  # the frames of that notification are kept
+        recorder.flush()
+        (row,) = malformed_packets(db, sid)
+        assert row.characteristic == spec.subscriptions[0].label and row.data == frames
+        assert "unknown frame (token 00, type 01, len 30)" in row.error
+        assert garbage.hex(" ") in row.error  # the dropped bytes themselves
+        clock.advance(0.1)
+        on_notify(None, bytearray(frames))  # type: ignore[arg-type]
+        assert link.malformed == 1  # counted once
+    finally:
+        db.close()
