@@ -138,6 +138,7 @@ class AlarmSoundPlayer(QObject):
         self._step = 0
         self._priority = ""
         self._failed_reason = ""
+        self._output_lost = False
         self._devices = QMediaDevices(self)
         self._devices.audioOutputsChanged.connect(self._on_outputs_changed)
         self._repeat = QTimer(self)
@@ -248,6 +249,10 @@ class AlarmSoundPlayer(QObject):
         """The priority currently sounding, or ""."""
         return self._priority
 
+    def output_lost(self) -> bool:
+        """True once the server or output this player had has gone (not a stall, a load or start error)."""
+        return self._output_lost
+
     # ------------------------------------------------------------------ internals
     def _apply_volume(self) -> None:
         linear = self.effective_volume() / 100.0
@@ -314,12 +319,14 @@ class AlarmSoundPlayer(QObject):
         if up:
             self.server_appeared.emit()
         else:
+            self._output_lost = True
             self._fail(
                 f"the audio server went away ({self._server} refuses connections): alarm sounds cannot play"
             )
 
     def _on_outputs_changed(self) -> None:
         if not QMediaDevices.audioOutputs():
+            self._output_lost = True
             self._fail("the audio output device went away: alarm sounds cannot play")
 
     def _fail(self, reason: str) -> None:

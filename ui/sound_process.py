@@ -11,15 +11,18 @@ If the child exits, crashes, or does not answer a command within REPLY_TIMEOUT_M
 capped at its last value, so it keeps trying but never spins). The restarted child gets the current volume
 and, if an alarm was sounding, that alarm again. Nothing of QtMultimedia is instantiated in this process.
 
-A child that stays alive is replaced too when its own player fails after it had proven an output (its
-audio server died: QtMultimedia connects once per process and never reconnects), and when it started
-without any output and says that an audio server has appeared since (`available`). Both follow the same
-back-off. A child that found no output at start is not replaced on its failure: a new one would just
-fail again, and the audio-failure alarm is already up.
+A child that stays alive is replaced too when its own player fails after it had proven an output
+(`lost`: its audio server died, and QtMultimedia connects once per process and never reconnects; or
+`failed`: a stalled output, which a new stream may cure), and when it started without any output and
+says that an audio server has appeared since (`available`). All follow the same back-off. A child that
+found no output at start is not replaced on its failure: a new one would just fail again, and the
+audio-failure alarm is already up.
 
 Every child is asked whether it has an output when it is ready. After a failure the channel is declared
 working again (`recovered()`) only on evidence: a restarted child has answered everything it was given,
-found an audio output, and reported no failure.
+found an audio output, and reported no failure. After a `failed` (not `lost`) of a child that had an
+output, its replacement must also stay ready without a failure for STABLE_MS: its output may be there
+and hung as before (a suspended sink), and the alarm must not clear and come back with every new child.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class ProcessAlarmSound(QObject):
         self._failing = False  # failed() was emitted and recovered() has not followed yet
         self._child_failed = False  # the running child reported a failure
         self._child_proven = False  # the running child found an output before any failure of its own
+        self._recover_when_stable = False  # recovered() only after STABLE_MS (see the module docstring)
         self._proc: QProcess | None = None
         self._child_ready = False
         self._syncing = False  # the (re)started child has been given the state, no answer yet
@@ -266,10 +270,11 @@ class ProcessAlarmSound(QObject):
         word, _, rest = line.partition(" ")
         if word == "ready":
             self._on_child_ready()
-        elif word == "failed":
-            self._on_child_failed(rest)
+        elif word in ("failed", "lost"):
+            self._on_child_failed(rest, lost=word == "lost")
         elif word == "available":
             if not self._child_proven:  # it found no output at start; a new child can use the server
+                self._recover_when_stable = False  # a new connection to a new server is the evidence
                 self._replace()
         elif word in ("ok", "volume", "device", "error"):
             if not self._pending:
@@ -288,16 +293,22 @@ class ProcessAlarmSound(QObject):
             if self._syncing and not self._pending:
                 self._syncing = False
                 self.ready.emit()
-                if self._failing and self._device_ok and not self._child_failed:
-                    self._failing = False
-                    self.recovered.emit()
+                if not self._recover_when_stable:
+                    self._recover_if_proven()
         elif line:
             self._lost(f"unexpected output {line!r}")
 
-    def _on_child_failed(self, reason: str) -> None:
+    def _recover_if_proven(self) -> None:
+        if self._failing and self._child_ready and self._device_ok and not self._child_failed:
+            self._failing = False
+            self._recover_when_stable = False
+            self.recovered.emit()
+
+    def _on_child_failed(self, reason: str, *, lost: bool) -> None:
         if self._child_proven:
-            # it had an output and lost it (its server died): QtMultimedia in it never reconnects, so
-            # a new child takes the sound up (the same alarm, still wanted) once an output is back
+            # it had an output and lost it (its server died: QtMultimedia in it never reconnects) or its
+            # output stalled: a new child takes the sound up (the same alarm, still wanted)
+            self._recover_when_stable = self._recover_when_stable or not lost
             self._replace()
             self._report(reason)
             return
@@ -343,6 +354,8 @@ class ProcessAlarmSound(QObject):
 
     def _on_stable(self) -> None:
         self._restarts = 0
+        if self._recover_when_stable and not self._syncing:
+            self._recover_if_proven()
 
     def _report(self, reason: str) -> None:
         self._failed_reason = reason

@@ -13,9 +13,10 @@ reply, in order:
     anything else                  ->  error <text>
 
 At any time the child may also write `failed <text>` (the player's failed signal; the player has gone
-quiet; this includes its audio server going away, checked every second) and `available` (the audio
-server, unreachable when the child started, now accepts connections: a new child could use it). The
-child exits when its stdin closes, so it never outlives the console.
+quiet), `lost <text>` instead when the player's audio server or output went away (the server is checked
+every second), and `available` (the audio server, unreachable when the child started, now accepts
+connections: a new child could use it). The child exits when its stdin closes, so it never outlives the
+console.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     app = QCoreApplication(sys.argv[:1])
     player = AlarmSoundPlayer(args.sounds_dir)
-    player.failed.connect(lambda reason: _reply(f"failed {reason}"))
+    player.failed.connect(lambda reason: _reply(f"{'lost' if player.output_lost() else 'failed'} {reason}"))
     player.server_appeared.connect(lambda: _reply("available"))
     reader = _StdinReader(sys.stdin.buffer)
     reader.line.connect(lambda line: _reply(handle(player, line)), Qt.ConnectionType.QueuedConnection)

@@ -46,8 +46,8 @@ NO_AUDIO_AT_START_S = 3.0
 BETWEEN_BURSTS_DEATH_TO_FAILED_MS = SERVER_DEATH_TO_FAILED_MS
 #: A server back on the socket to recovered(): the waiting child's next check (LIVENESS_PERIOD_MS), the
 #: back-off step of that replacement (RESTART_DELAYS_MS[1]: it follows the dead child's replacement), the
-#: new child's start (~0.3 s) and its sync; 3 s more for a loaded 2-core machine.
-SERVER_BACK_TO_RECOVERED_MS = LIVENESS_PERIOD_MS + RESTART_DELAYS_MS[1] + 300 + 3000
+#: new child's start (~0.3 s) and its sync (measured 1.5-1.7 s in all); 2 s more for a loaded 2-core machine.
+SERVER_BACK_TO_RECOVERED_MS = LIVENESS_PERIOD_MS + RESTART_DELAYS_MS[1] + 300 + 2000
 #: The message of the audio-failure technical alarm (kapmonitor/alarms/model.py) for the console's channel.
 AUDIO_ALARM_MESSAGE = f"ALARM AUDIO FAILURE: {AUDIO_SOURCE}"
 #: Its key in the record's alarm_events rows (condition@source).

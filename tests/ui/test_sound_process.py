@@ -19,7 +19,7 @@ from kapmonitor.storage import Recorder, open_database
 from tests import audio_support as audio
 from tests.ui.test_alarm_sound import EXPECTED, IN_BURST_TOL_MS, LATENCY_BUDGET_MS
 from ui.main_window import AUDIO_SOURCE, MainWindow
-from ui.sound import BURST_MS, LIVENESS_PERIOD_MS, MIN_VOLUME_PERCENT
+from ui.sound import BURST_MS, LIVENESS_PERIOD_MS, MIN_VOLUME_PERCENT, STALL_MARGIN_MS
 from ui.sound_process import REPLY_TIMEOUT_MS, RESTART_DELAYS_MS, STARTUP_TIMEOUT_MS, ProcessAlarmSound
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -218,6 +218,38 @@ def test_without_an_audio_device_failed_comes_promptly(
     assert "no audio output" in reason
     assert not sound.is_playing()
     assert sound.pid() == pid  # not replaced: a new child would find no output either
+
+
+@pytest.mark.slow
+def test_a_child_whose_output_stalls_is_replaced_but_the_failure_is_not_declared_over_at_once(
+    qtbot: QtBot, tmp_path: Path, make_sound: MakeSound
+) -> None:
+    # a suspended sink: the server is there and the output listed, but nothing is consumed (as a hung
+    # device). Each new child finds the output and stalls again: the alarm must stay up throughout,
+    # not clear with every replacement and come back a burst later.
+    server = _start_server(tmp_path / "pulse")
+    try:
+        sound = make_sound(server.env())
+        said: list[tuple[str, int]] = []
+        sound.failed.connect(lambda reason: said.append((reason, sound.pid())))
+        recovered: list[bool] = []
+        sound.recovered.connect(lambda: recovered.append(True))
+        first = sound.pid()
+        server.suspend_sink(True)
+        sound.play("high")
+        stall_ms = BURST_MS["high"] + 100 + STALL_MARGIN_MS + 1000  # file length, then the watchdog
+        qtbot.waitUntil(lambda: bool(said), timeout=stall_ms)
+        assert "stalled" in said[0][0] or "did not start" in said[0][0], said
+        assert said[0][1] == 0  # the child that had an output was replaced
+        with qtbot.waitSignal(sound.ready, timeout=RESTART_DELAYS_MS[0] + STARTUP_TIMEOUT_MS):
+            pass
+        assert sound.pid() not in (0, first)
+        assert sound.is_playing()  # the alarm went on to the new child
+        qtbot.waitUntil(lambda: len(said) > 1, timeout=stall_ms)  # which stalls in turn
+        assert said[1][1] == 0
+        assert recovered == []  # never declared over: the new children found an output, not a working one
+    finally:
+        server.stop()
 
 
 def test_a_child_that_found_no_output_is_replaced_when_a_server_appears(
