@@ -406,7 +406,10 @@ def is_stream_frame(token: int, frame_type: int) -> bool:
 
 
 class MalformedFramesError(ParseError):
-    """Some bytes of a notification were no good frame; `measurements` holds what the good ones gave.
+    """Some bytes were no good frame; `measurements` holds what the notification's good frames gave.
+
+    The bytes are this notification's, or an earlier one's whose verdict waited for an unknown
+    frame's last byte (StreamFramer): each discarded byte is reported once, with its bytes.
 
     The link counts one malformed packet per raise. A link that knows this class ingests
     `measurements` too (docs/devices/viatom.md, "Malformed frames"); one that does not loses them.
