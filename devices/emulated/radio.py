@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from bumble import hci
+from bumble import hci, ll
 from bumble.controller import Controller
 from bumble.device import Advertisement, Device
 from bumble.host import Host
@@ -48,9 +48,25 @@ class _LinkController(Controller):
 
     detached = False
 
+    def detach(self) -> None:
+        """Leave the air: no more data, and the advertising timers stop.
+
+        The stock controller keeps its own `link` reference after `LocalLink.remove_controller`,
+        so without this a device that left silently went on advertising as a ghost: the central
+        found it while it was away and its connection to the ghost hung until the connect timeout.
+        """
+        self.detached = True
+        self.le_legacy_advertiser.stop()
+        for advertising_set in self.advertising_sets.values():
+            advertising_set.stop()
+
     def on_hci_acl_data_packet(self, packet: hci.HCI_AclDataPacket) -> None:
         if not self.detached:
             super().on_hci_acl_data_packet(packet)
+
+    def send_advertising_pdu(self, packet: ll.AdvertisingPdu) -> None:
+        if not self.detached:  # a late timer or a command after detach(): nobody hears it
+            super().send_advertising_pdu(packet)
 
     def on_hci_disconnect_command(self, command: hci.HCI_Disconnect_Command) -> None:
         connection = self.find_le_connection_by_handle(command.connection_handle)
@@ -380,7 +396,7 @@ class VirtualRadio:
         if node is None:
             return
         node.gate.open = False  # events still in flight are dropped, not delivered
-        node.controller.detached = True
+        node.controller.detach()
         if self._link is not None and node.controller in self._link.controllers:
             self._link.remove_controller(node.controller)
         log.debug("radio: %s left the link", device.random_address)
