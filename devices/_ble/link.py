@@ -240,28 +240,32 @@ class DeviceLink:
         self._paired = False
         upload: asyncio.Task[None] | None = None
         try:
-            await self._read_static(client)
+            await self._read_device_information(client)
+            subscriptions = [
+                sub
+                for sub in self.spec.subscriptions
+                if not sub.optional or client.services.get_characteristic(sub.characteristic) is not None
+            ]
+            if not subscriptions:
+                raise BleakError(f"{self.device_name} offers none of the characteristics its profile needs")
+            # Connected before the first value can arrive (the battery read, a notification): a
+            # sample stamped before the 'connected' event would lie inside the gap that the
+            # device events lost → connected mark in the record.
+            self._report(DeviceState.CONNECTED, self._describe())
+            await self._read_battery(client)
             self._last_data_mono = self._clock.monotonic()
             packets_before = self.packets
-            streams = subscribed = 0
-            for sub in self.spec.subscriptions:
-                if sub.optional and client.services.get_characteristic(sub.characteristic) is None:
-                    continue
+            for sub in subscriptions:
                 reset_decoder(sub.decode)  # a new connection starts a new byte stream
                 callback = self._callback(sub)
                 await self._secured(
                     client, functools.partial(client.start_notify, sub.characteristic, callback)
                 )
-                subscribed += 1
-                streams += sub.streams
-            if not subscribed:
-                raise BleakError(f"{self.device_name} offers none of the characteristics its profile needs")
-            self._streaming_now(self.spec.streaming and streams > 0)
+            self._streaming_now(self.spec.streaming and any(sub.streams for sub in subscriptions))
             for char, payload in self.spec.start_commands:
                 await self._secured(
                     client, functools.partial(client.write_gatt_char, char, payload, response=False)
                 )
-            self._report(DeviceState.CONNECTED, self._describe())
             racp = self.spec.record_access
             if racp is not None and client.services.get_characteristic(racp) is not None:
                 # stored records come in while the link watches, like any other data
@@ -376,7 +380,12 @@ class DeviceLink:
         return await operation()
 
     async def _read_static(self, client: BleakClient) -> None:
-        """Battery level (then followed, if the device notifies it) and Device Information strings."""
+        """Device Information strings, then the battery level (followed, if the device notifies it)."""
+        await self._read_device_information(client)
+        await self._read_battery(client)
+
+    async def _read_device_information(self, client: BleakClient) -> None:
+        """The Device Information strings (read before 'connected', which names the model)."""
         services = client.services
         info: dict[str, str] = {}
         for key, uuid in DEVICE_INFO_STRINGS.items():
@@ -388,7 +397,10 @@ class DeviceLink:
             except (BleakError, TimeoutError) as exc:
                 log.info("%s: could not read %s: %s", self.device_id, key, exc)
         self.device_information = info
-        battery = services.get_characteristic(BATTERY_LEVEL)
+
+    async def _read_battery(self, client: BleakClient) -> None:
+        """The battery level, then its notifications if the device sends them (after 'connected')."""
+        battery = client.services.get_characteristic(BATTERY_LEVEL)
         if battery is None:
             return
         try:

@@ -108,6 +108,7 @@ class EmulatedPeripheral:
         self._present = False
         self._held_away = False  # vanish() was called: only come_back() returns
         self._presence_lock = asyncio.Lock()
+        self._subscriptions_changed = asyncio.Event()
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -182,6 +183,21 @@ class EmulatedPeripheral:
         """Rejoin the radio (if needed) and advertise again after vanish()."""
         self._held_away = False
         await self._appear()
+
+    async def until_subscriptions(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Wait until `condition` holds, checking it each time a central writes a CCCD here.
+
+        The link reports 'connected' before it subscribes (no sample may precede that event), so
+        a test that needs a subscription waits for it here, where the device sees it.
+        """
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._subscriptions_changed.clear()
+                await self._subscriptions_changed.wait()
+
+    def _on_any_subscription(self, *_args: object) -> None:
+        # called by bumble on every CCCD write (subscribe or unsubscribe): must not raise
+        self._subscriptions_changed.set()
 
     async def go_away(self, seconds: float, *, silent: bool | None = None) -> None:
         """vanish(), stay away `seconds` of scenario time (seconds / speed of wall time), come_back()."""
@@ -261,6 +277,7 @@ class EmulatedPeripheral:
                 return
             if self._device is None:
                 self._device = await self.radio.add_device(self.name, address=self._address)
+                self._device.on("characteristic_subscription", self._on_any_subscription)
                 self._build_gatt(self._device)
             await self._device.start_advertising(
                 auto_restart=True,
@@ -377,6 +394,14 @@ class TickingPeripheral(EmulatedPeripheral):
     def point(self) -> VitalsPoint | None:
         """The scenario point of the last tick."""
         return self._point
+
+    @property
+    def subscribed(self) -> bool:
+        """Some central has notifications of the stream characteristic on (it hears `inject`)."""
+        device, characteristic = self._device, self._stream_char
+        if device is None or characteristic is None:
+            return False
+        return any(cccd_bit(device, c, characteristic, 0x01) for c in list(device.connections.values()))
 
     def inject(self, raw: bytes) -> asyncio.Task[None]:
         """Send `raw` (any bytes, malformed ones included) as a notification to all subscribers.

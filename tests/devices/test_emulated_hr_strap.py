@@ -299,6 +299,34 @@ async def test_vanish_and_come_back(radio: VirtualRadio, make: Make) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_silently_vanished_strap_is_not_heard_until_it_comes_back(
+    radio: VirtualRadio, make: Make
+) -> None:
+    """Its controller left the link: it must not go on advertising as a ghost.
+
+    (It did: bumble's controller keeps its own link reference, so the central found the absent
+    strap, and a connection to the ghost hung until the connect timeout.)
+    """
+    strap = make(SCENARIOS["normal"](1))
+    await strap.start()
+    heard: list[str] = []
+    remove = radio.add_advertisement_listener(
+        lambda adv: heard.append(str(adv.address).split("/")[0].upper())
+    )
+    client = await connected_client(radio, strap)
+    await strap.vanish(silent=True)
+    assert not strap.present and client.is_connected  # silent: the central was told nothing
+    heard.clear()
+    scanner_cls, _ = bumble_backends(radio)
+    assert await BleakScanner.find_device_by_address(strap.address, timeout=0.3, backend=scanner_cls) is None
+    assert strap.address not in heard
+    await strap.come_back()
+    assert await BleakScanner.find_device_by_address(strap.address, timeout=WAIT_S, backend=scanner_cls)
+    remove()
+    await client.disconnect()
+
+
+@pytest.mark.asyncio
 async def test_scenario_out_of_range_disconnects_and_returns(radio: VirtualRadio, make: Make) -> None:
     strap = make(SCENARIOS["disconnect_return"](1), speed=60.0)
     await strap.start(at_s=55.0)  # out of range from 60 s to 90 s
