@@ -37,8 +37,11 @@ WATCHDOG_PERIOD_S = 1.0
 #: A connected device that sends nothing for this long is treated as gone and reconnected: the
 #: link's own disconnect is slow or absent (design.md, "Measured facts"; gatt.md, bumble quirks).
 #: A vanished device must be reported within 15 s (alarms.md, "no data from a device for 15 s"):
-#: silence is noticed at most one watchdog period late, so the threshold leaves that period free.
-STALE_AFTER_S = 15.0 - WATCHDOG_PERIOD_S
+#: silence is noticed at most one watchdog period late, plus the loop's own lateness in waking the
+#: watchdog, so the threshold leaves that period and WATCHDOG_SLACK_S free. (With the period alone
+#: the disconnect storm measured alarms 15.01 s after the last sample: no room for any lateness.)
+WATCHDOG_SLACK_S = 0.5
+STALE_AFTER_S = 15.0 - WATCHDOG_PERIOD_S - WATCHDOG_SLACK_S
 #: A bleak backend pair; None in a slot means the platform's own backend (hardware).
 ScannerBackend = type[BaseBleakScanner]
 ClientBackend = type[BaseBleakClient]

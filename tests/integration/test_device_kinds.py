@@ -774,8 +774,9 @@ async def test_three_devices_at_once_then_disconnect_and_return_with_the_gap_mar
             assert np.isnan(trend).any()
             if address == strap.address:
                 # no disconnect event: the watchdog reported the silent strap within 15 s of its last
-                # sample (alarms.md), and not before the threshold
-                assert STALE_AFTER_S <= lost_mono - float(before[-1]) <= 15.0 + 0.5
+                # sample (alarms.md), and not before the threshold (the link's slack absorbs the
+                # loop's lateness, 10x amplified at SPEED: no allowance over the 15 s)
+                assert STALE_AFTER_S <= lost_mono - float(before[-1]) <= 15.0
         # the pleth too: recorded before and after, nothing inside the oximeter's gap
         ox_events = _events(rig, oximeter.address)
         lost_mono = next(m for m, state, _d in ox_events if state == "lost")
