@@ -52,8 +52,10 @@ from kapmonitor.storage import Database, Recorder, alarm_events, device_events, 
 
 DEFAULT_SEED = 20261203
 DEFAULT_DROPS = 100
-#: scenario seconds per wall second (emulator and console clock alike, as `kapmonitor --speed`)
-DEFAULT_SPEED = 20.0
+#: scenario seconds per wall second (emulator and console clock alike, as `kapmonitor --speed`).
+#: A stall of the loop lasts `speed` times longer in scenario time and delays the alarm as much:
+#: at 10x a 50 ms stall is 0.5 s, the link's slack (devices/_ble/link.py WATCHDOG_SLACK_S).
+DEFAULT_SPEED = 10.0
 #: reference/alarms.md, KAP defaults: "no data from a device for 15 s" is a technical alarm
 ALARM_WITHIN_S = 15.0
 #: the console ticks every 0.25 s (ui/app.py TICK_PERIOD_S): watchdog, alarms, the recorder's flush
@@ -102,6 +104,8 @@ class StormRun:
     trend_t: np.ndarray
     trend_v: np.ndarray
     wall_s: float
+    #: the worst lateness of the console's tick, wall seconds (LoopLag)
+    loop_lag_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -117,6 +121,9 @@ class Report:
     detection_s: list[float] = field(default_factory=list)
     reconnect_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    samples: int = 0
+    duplicates: int = 0
+    misplaced: int = 0
 
 
 def plan(drops: int, seed: int) -> list[Drop]:
@@ -152,10 +159,23 @@ def _connected(link: DeviceLink, state: Callable[[], DeviceState | None], connec
     return link.connections == connections and state() is DeviceState.CONNECTED
 
 
-async def _tick(session: Session, speed: float) -> None:
+@dataclass(slots=True)
+class LoopLag:
+    """The worst lateness (wall seconds) of the console's tick: a stall of the loop, `speed` times
+    longer in scenario time, delays the watchdogs like a slow console would (not a check: a figure
+    that tells a late alarm caused by the machine from one caused by the monitor)."""
+
+    worst_s: float = 0.0
+
+
+async def _tick(session: Session, speed: float, lag: LoopLag) -> None:
+    loop = asyncio.get_running_loop()
+    period = TICK_S / speed
     while True:
         session.tick()
-        await asyncio.sleep(TICK_S / speed)
+        before = loop.time()
+        await asyncio.sleep(period)
+        lag.worst_s = max(lag.worst_s, loop.time() - before - period)
 
 
 async def run_storm(db_path: Path, drops: Sequence[Drop], seed: int, speed: float) -> StormRun:
@@ -195,7 +215,8 @@ async def _storm(
         backoff_s=tuple(b / speed for b in BACKOFF_S),
         watchdog_period_s=WATCHDOG_PERIOD_S / speed,
     )
-    tasks = [asyncio.create_task(link.run()), asyncio.create_task(_tick(session, speed))]
+    lag = LoopLag()
+    tasks = [asyncio.create_task(link.run()), asyncio.create_task(_tick(session, speed, lag))]
     happened: list[Happened] = []
     try:
         address = strap.address
@@ -248,6 +269,7 @@ async def _storm(
         t.copy(),
         v.copy(),
         wall.monotonic() - started,
+        lag.worst_s,
     )
 
 
@@ -317,12 +339,15 @@ def _check_samples(
         report.failures.append("no heart-rate sample recorded")
     for param, (mono, utc) in samples.items():
         twice = mono.size - np.unique(mono).size
+        report.samples += mono.size
+        report.duplicates += twice
         if twice:
             report.failures.append(f"{twice} {param} sample(s) stored twice (same time)")
         if not (np.diff(mono) > 0).all() or not (np.diff(utc) > 0).all():
             report.failures.append(f"{param} sample times do not increase in record order")
         for gap in gaps:
             inside = int(((mono > gap.lost) & (mono < gap.connected)).sum())
+            report.misplaced += inside
             if inside:
                 report.failures.append(
                     f"{inside} {param} sample(s) inside the gap {gap.lost:.1f}-{gap.connected:.1f} s"
@@ -397,10 +422,21 @@ def summary(run: StormRun, report: Report) -> str:
         f"{len(run.happened) - silent} clean), {run.connections} connections, {run.wall_s:.0f} s wall",
     ]
     if report.detection_s:
+        worst = int(np.argmax(report.detection_s))
+        kind = "silent" if run.happened[worst].drop.silent else "clean"
         lines.append(
-            f"alarm after the last sample: worst {max(report.detection_s):.2f} s, "
+            f"alarm after the last sample: worst {report.detection_s[worst]:.2f} s "
+            f"(drop {worst + 1}, {kind}), "
             f"median {float(np.median(report.detection_s)):.2f} s (limit {ALARM_WITHIN_S:g} s)"
         )
+    lines.append(
+        f"samples: {report.samples} recorded, {report.duplicates} stored twice, "
+        f"{report.misplaced} inside a gap"
+    )
+    lines.append(
+        f"worst console tick lateness: {run.loop_lag_s * 1000:.0f} ms wall "
+        f"(= {run.loop_lag_s * run.speed:.2f} s of scenario time at {run.speed:g}x)"
+    )
     if report.reconnect_s:
         lines.append(
             f"reconnect after return (scenario s): median {float(np.median(report.reconnect_s)):.2f}, "

@@ -1,4 +1,4 @@
-"""Disconnect storm, fast variant: an emulated strap drops and returns 8 times (stress/disconnect_storm)."""
+"""Disconnect storm, fast variant: an emulated strap drops and returns 6 times (stress/disconnect_storm)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from kapmonitor.alarms import TechnicalCondition
 from kapmonitor.storage import device_events, open_database
 from stress.disconnect_storm import DEFAULT_SEED, DEFAULT_SPEED, HR, StormRun, check, plan, run_storm, summary
 
-#: 8 drops (4 clean, 4 silent) take ~15 s of wall time at 20x; the full variant runs 100
-FAST_DROPS = 8
+#: 6 drops (3 clean, 3 silent) take ~20 s of wall time at 10x; the full variant runs 100
+FAST_DROPS = 6
 SEED = int(os.environ.get("KAPMONITOR_STORM_SEED", DEFAULT_SEED))
 
 
