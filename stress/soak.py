@@ -343,6 +343,9 @@ async def run_session(
         states = {a.upper(): s.state for a, s in monitor.session.devices.items()}
         run.connected_at_end = all(states.get(a) is DeviceState.CONNECTED for a in addresses)
         if screenshot is not None:
+            # after the end snapshot's gc pause (~70 ms wall = 4 scenario s at 60x) the sweep shows
+            # NO PLETH for a moment (2 s without samples): let the stream catch up first
+            await asyncio.sleep(0.3)
             window.render_png(screenshot)
     finally:
         probe.stop()
