@@ -1,4 +1,5 @@
-"""The replay timeline: the whole session as an overview with alarm, observation and phase markers."""
+"""The replay timeline: the whole session as an overview with alarm, observation and phase markers
+and the spells without a device link."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
+    QBrush,
     QColor,
     QKeyEvent,
     QMouseEvent,
@@ -49,6 +51,8 @@ VERDICT_LETTER = {"true": "T", "false": "F", "non_actionable": "N"}
 ANNOTATION_COLOUR = "#d98cff"
 PHASE_COLOUR = "#9fb4c8"
 CURSOR_COLOUR = "#ff9f1c"
+#: Hatching over both plots where a device had no link (lost or disconnected until it reconnected).
+LINK_GAP_COLOUR = "#8a8f98"
 
 _PRIORITY = {p.label: p for p in Priority}
 
@@ -206,6 +210,7 @@ class ReplayTimeline(QWidget):
             spo2_rect, low_rect = self._plots()
             self._draw_frame(p, spo2_rect, "SpO₂", SPO2_RANGE, (80.0, 90.0))
             self._draw_frame(p, low_rect, "Pulse\nBP", PULSE_BP_RANGE, (60.0, 120.0, 160.0))
+            self._draw_link_gaps(p, spo2_rect, low_rect)
             overview = self.replay.overview()
             if Param.SPO2.value in overview:
                 self._draw_trend(p, spo2_rect, overview[Param.SPO2.value], SPO2_RANGE, Param.SPO2)
@@ -280,6 +285,25 @@ class ReplayTimeline(QWidget):
                 if np.isfinite(value):
                     y = self._y(rect, float(value), PULSE_BP_RANGE)
                     p.drawLine(QPointF(x - 3, y), QPointF(x + 3, y))
+
+    def _draw_link_gaps(self, p: QPainter, *plots: QRect) -> None:
+        """Hatch both plots where a device's link was down, labelled "no link" where there is room;
+        a click on it selects the device event that opened it."""
+        devices = {(m.mono, m.device): m for m in self.replay.markers_of([MarkerKind.DEVICE])}
+        p.setFont(style.font(12))
+        for gap in self.replay.link_gaps():
+            x0 = self.x_of(gap.start_position)
+            end = gap.end_position if gap.end_position is not None else self.replay.duration
+            x1 = max(self.x_of(end), x0 + 2)
+            for rect in plots:
+                band = QRectF(x0, rect.top() + 1, x1 - x0, rect.height() - 1)
+                p.fillRect(band, QBrush(QColor(LINK_GAP_COLOUR), Qt.BrushStyle.BDiagPattern))
+            if x1 - x0 > 60:
+                p.setPen(QColor(LINK_GAP_COLOUR))
+                p.drawText(QRectF(x0 + 3, plots[0].top() + 2, x1 - x0 - 6, 16), "no link")
+            marker = devices.get((gap.start_mono, gap.device))
+            if marker is not None:
+                self._hits.append(Hit(x0, plots[0].top(), plots[-1].bottom(), marker))
 
     def _lane(self, index: int) -> tuple[int, int]:
         if index == 0:

@@ -5,6 +5,7 @@ from kapmonitor.replay.clock import SPEEDS, ReplayClock
 from kapmonitor.replay.model import (
     AlarmAt,
     AlarmSpan,
+    LinkGap,
     Marker,
     MarkerKind,
     NumericSeries,
@@ -19,6 +20,7 @@ __all__ = [
     "SPEEDS",
     "AlarmAt",
     "AlarmSpan",
+    "LinkGap",
     "Marker",
     "MarkerKind",
     "NumericSeries",

@@ -319,6 +319,18 @@ class AlarmSpan:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class LinkGap:
+    """A device's link down: from its lost/disconnected event to its next "connected" (None: it
+    never came back); positions are seconds since the session start."""
+
+    device: str
+    start_position: float
+    end_position: float | None
+    detail: str
+    start_mono: float  # the opening event's monotonic time (its DEVICE marker's `mono`)
+
+
 def _alarm_rows(db: Database, session_id: str) -> list[AlarmEventRow]:
     """A session's per-alarm transitions (engine-wide ones, alarm_id None, left out) in time order."""
     if not has_table(db, "alarm_events"):
@@ -834,6 +846,20 @@ class ReplaySession(Session):
             if r.state == "cleared" and span.end_position is None:
                 span.end_position = r.mono - origin
         return sorted(spans.values(), key=lambda a: (a.start_position, a.alarm_id))
+
+    def link_gaps(self) -> list[LinkGap]:
+        """Every spell without a link, per device, in time order (the replay timeline shades them)."""
+        origin = self.row.started_mono
+        open_since: dict[str, DeviceEventRow] = {}
+        gaps: list[LinkGap] = []
+        for e in self.device_rows:
+            if e.state in (DeviceState.LOST, DeviceState.DISCONNECTED):
+                open_since.setdefault(e.device, e)  # a failed retry inside a gap does not restart it
+            elif e.state is DeviceState.CONNECTED and e.device in open_since:
+                began = open_since.pop(e.device)
+                gaps.append(LinkGap(e.device, began.mono - origin, e.mono - origin, began.detail, began.mono))
+        gaps += [LinkGap(d, e.mono - origin, None, e.detail, e.mono) for d, e in open_since.items()]
+        return sorted(gaps, key=lambda g: (g.start_position, g.device))
 
     def markers_of(self, kinds: Iterable[str] | None = None) -> list[Marker]:
         wanted = None if kinds is None else {str(k) for k in kinds}

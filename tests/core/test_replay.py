@@ -462,3 +462,24 @@ def test_review_entries_show_as_markers_after_a_reload(
         assert replay.next_marker([MarkerKind.ANNOTATION], after=0.0) == notes[0]
     finally:
         db.close()
+
+
+def test_link_gaps_run_from_the_loss_to_the_reconnection(replay: ReplaySession) -> None:
+    (gap,) = replay.link_gaps()
+    assert gap.device == OXIMETER and gap.detail == "link dropped"
+    assert gap.start_position == pytest.approx(416.0) and gap.end_position == pytest.approx(460.0)
+    lost = [m for m in replay.markers_of([MarkerKind.DEVICE]) if m.text.startswith("lost")]
+    assert [(m.mono, m.device) for m in lost] == [(gap.start_mono, OXIMETER)]  # its opening event
+
+
+def test_a_link_gap_without_a_return_runs_to_the_end(tmp_path: Path) -> None:
+    built = build_recorded_session(
+        tmp_path / "gaps.sqlite", SessionSpec(duration_s=300.0, drop_at_s=100.0, drop_for_s=1000.0)
+    )
+    db = open_database(built.path)
+    try:
+        replay = ReplaySession(db, built.session_id, ReplayClock(FakeClock()))
+        (gap,) = replay.link_gaps()
+        assert gap.start_position == pytest.approx(116.0) and gap.end_position is None
+    finally:
+        db.close()

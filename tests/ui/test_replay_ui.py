@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtCore import QPoint, QRect, Qt, QTimer
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
@@ -23,7 +23,7 @@ from kapmonitor.storage.session_log import SessionLog
 from kapmonitor.workflow import Phase, PhaseChange, SessionDetails, TreatmentProtocol
 from tests.recorded_session import START_WALL, RecordedSession, SessionSpec, build_recorded_session
 from ui.export_dialog import ExportDialog, ExportJob, parse_progress
-from ui.replay_timeline import ALARM_LANE, EVENT_LANE, column_ranges
+from ui.replay_timeline import ALARM_LANE, EVENT_LANE, LINK_GAP_COLOUR, column_ranges
 from ui.replay_window import ReplayWindow
 from ui.review_panel import Reviewer
 from ui.session_browser import ReplayLauncher, SessionBrowser
@@ -303,7 +303,9 @@ def test_timeline_markers_alarms_by_priority_and_text(window: ReplayWindow) -> N
     timeline = window.timeline
     hits = timeline.hits
     kinds = sorted({h.marker.kind for h in hits})
-    assert kinds == sorted({MarkerKind.ALARM, MarkerKind.OBSERVATION, MarkerKind.PHASE})
+    assert kinds == sorted({MarkerKind.ALARM, MarkerKind.OBSERVATION, MarkerKind.PHASE, MarkerKind.DEVICE})
+    (link,) = [h for h in hits if h.marker.kind == MarkerKind.DEVICE]  # the one link gap
+    assert round(link.marker.position) == 416 and link.marker.text.startswith("lost")
     alarms = [h for h in hits if h.marker.kind == MarkerKind.ALARM]
     assert [round(h.marker.position) for h in alarms] == [690, 712, 1300]
     assert len([h for h in hits if h.marker.kind == MarkerKind.PHASE]) == 4
@@ -316,6 +318,20 @@ def test_timeline_markers_alarms_by_priority_and_text(window: ReplayWindow) -> N
     x_low = round(timeline.x_of(1600.0))
     assert image.pixelColor(x_low, lane_bar_y).name() == "#35e0f0"  # low, never cleared: to the end
     assert image.pixelColor(round(timeline.x_of(1000.0)), lane_bar_y).name() != "#ffd21f"
+
+
+def test_a_spell_without_a_link_is_hatched_across_both_plots(window: ReplayWindow) -> None:
+    timeline = window.timeline
+    image = timeline.grab().toImage()
+    spo2, low = timeline._plots()
+
+    def hatch_pixels(position: float, rect: QRect) -> int:
+        x = round(timeline.x_of(position))
+        return sum(image.pixelColor(x, y).name() == LINK_GAP_COLOUR for y in range(rect.top(), rect.bottom()))
+
+    for rect in (spo2, low):
+        assert hatch_pixels(438.0, rect) > rect.height() // 10  # inside the gap (416-460 s)
+        assert hatch_pixels(300.0, rect) == 0 and hatch_pixels(500.0, rect) == 0  # not outside it
 
 
 def test_clicking_a_marker_jumps_there_and_dragging_seeks(window: ReplayWindow, qtbot: QtBot) -> None:
