@@ -154,14 +154,16 @@ def machine() -> dict[str, Any]:
 def git_commit() -> str:
     def git(*args: str) -> str:
         proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
+        return proc.stdout if proc.returncode == 0 else ""
 
-    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    commit = git("rev-parse", "--short=12", "HEAD").strip() or "unknown"
+    # porcelain lines are "XY path": the status letters may start with a space, so no strip()
+    status = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    dirty = [line[3:] for line in status if line.strip()]
     if not dirty:
         return commit
     shown = ", ".join(dirty[:6]) + (", …" if len(dirty) > 6 else "")
-    return f"{commit} + uncommitted changes in {len(dirty)} files ({shown})"
+    return f"{commit} + uncommitted changes in {len(dirty)} file{'s' if len(dirty) > 1 else ''} ({shown})"
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
