@@ -225,10 +225,9 @@ def database_counts(db_path: Path, session_id: str) -> dict[str, int]:
     return {"numerics": numerics, "pleth": int(pleth.size), "pleth_sum": int(pleth.sum()), "bp": bp}
 
 
-async def run(args: argparse.Namespace, db_path: Path) -> dict[str, Any]:
-    clock: Clock = ScaledClock(SystemClock(), args.speed) if args.speed != 1.0 else SystemClock()
-    demo = Demo(clock, scenario=args.scenario, seed=args.seed, speed=args.speed, oximeter=args.oximeter)
-    monitor = Monitor(clock, db_path, demo)
+async def start_instrumented(monitor: Monitor, demo: Demo) -> tuple[Probe, dict[str, str]]:
+    """Start the monitor and put a Probe on its links, the demo's emulators and its session;
+    returns the probe and the emulators' kinds by upper-case address."""
     probe = Probe()
     await monitor.start()  # the link tasks exist but have not run yet: instrument them now
     probe.watch_links(monitor.links)
@@ -237,6 +236,14 @@ async def run(args: argparse.Namespace, db_path: Path) -> dict[str, Any]:
     for device in devices:
         probe.watch_emulator(device)
     probe.watch_session(monitor.session, lambda address: kinds.get(address.upper(), address))
+    return probe, kinds
+
+
+async def run(args: argparse.Namespace, db_path: Path) -> dict[str, Any]:
+    clock: Clock = ScaledClock(SystemClock(), args.speed) if args.speed != 1.0 else SystemClock()
+    demo = Demo(clock, scenario=args.scenario, seed=args.seed, speed=args.speed, oximeter=args.oximeter)
+    monitor = Monitor(clock, db_path, demo)
+    probe, kinds = await start_instrumented(monitor, demo)
 
     def all_connected() -> bool:
         states = {a.upper(): s.state for a, s in monitor.session.devices.items()}

@@ -41,7 +41,7 @@ from ui.main_window import MainWindow
 from ui.widgets import NumericTile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: benchmarks.*
-from benchmarks.bench_devices import Probe, percentile, wait_for
+from benchmarks.bench_devices import Probe, percentile, start_instrumented, wait_for
 from benchmarks.common import write_json
 
 
@@ -105,14 +105,7 @@ async def run(args: argparse.Namespace, db_path: Path) -> dict[str, Any]:
     window = MainWindow(monitor.session, operator=lambda: "bench")
     window.resize(1600, 900)
     window.show()
-    probe = Probe()
-    await monitor.start()  # the link tasks exist but have not run yet: instrument them now
-    probe.watch_links(monitor.links)
-    devices = [d for d in (demo.oximeter, demo.cuff, demo.strap) if d is not None]
-    kinds = {d.address.upper(): type(d).__name__.removeprefix("Emulated") for d in devices}
-    for device in devices:
-        probe.watch_emulator(device)
-    probe.watch_session(monitor.session, lambda address: kinds.get(address.upper(), address))
+    probe, _kinds = await start_instrumented(monitor, demo)
     painter = PaintProbe(probe, window.tiles)
     painter.watch_session(monitor.session)
     await wait_for(lambda: all(s.state.value == "connected" for s in monitor.session.devices.values()), 60.0)

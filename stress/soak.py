@@ -39,9 +39,10 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import qasync
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QGraphicsView
 
+from benchmarks.bench_screen import PaintCounter
 from kapmonitor.measurements import DeviceState
 from kapmonitor.storage import blood_pressure, open_database
 from kapmonitor.storage import waveform as stored_waveform
@@ -235,19 +236,6 @@ class LatenessProbe(QObject):
         self._skip = False
         self._armed_at = now
         self._timer.start()
-
-
-class PaintCounter(QObject):
-    """Counts paint events of a widget (proof that frames are drawn, not only computed)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paints = 0
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.Paint:
-            self.paints += 1
-        return False
 
 
 # -- one session ------------------------------------------------------------------------------------
