@@ -47,8 +47,9 @@ from kapmonitor.alarms import AlarmEngine, TechnicalCondition
 from kapmonitor.clock import FakeClock, ScaledClock, SystemClock
 from kapmonitor.measurements import DeviceState, Param
 from kapmonitor.replay import MarkerKind, ReplayClock, ReplaySession
-from kapmonitor.session import Session, SessionEvent
+from kapmonitor.session import Session
 from kapmonitor.storage import Database, Recorder, alarm_events, device_events, open_database
+from tests.session_wait import until as until_event
 
 DEFAULT_SEED = 20261203
 DEFAULT_DROPS = 100
@@ -136,19 +137,7 @@ def plan(drops: int, seed: int) -> list[Drop]:
 
 async def until(session: Session, condition: Callable[[], bool], timeout: float = STEP_TIMEOUT_S) -> None:
     """Wait (on session events, never a blind sleep) until `condition` holds."""
-    changed = asyncio.Event()
-
-    def on_event(_e: SessionEvent) -> None:
-        changed.set()
-
-    unsubscribe = session.subscribe(on_event)
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                changed.clear()
-                await changed.wait()
-    finally:
-        unsubscribe()
+    await until_event(session, condition, timeout)
 
 
 def _at_least(count: Callable[[], int], n: int) -> bool:

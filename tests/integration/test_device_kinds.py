@@ -40,8 +40,9 @@ from devices.registry import BP_CUFF, HR_STRAP, OXIMETER, specs_for_role
 from kapmonitor.alarms import AlarmEngine, kap_defaults
 from kapmonitor.clock import Clock, ScaledClock, SystemClock
 from kapmonitor.measurements import DeviceState, Param, Quality
-from kapmonitor.session import Session, SessionEvent
+from kapmonitor.session import Session
 from kapmonitor.storage import Recorder, open_database, queries
+from tests.session_wait import until
 from ui.app import parse_args
 from ui.demo import Demo
 from ui.main_window import MainWindow
@@ -90,19 +91,7 @@ class Rig:
 
     async def until(self, condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
         """Wait (on session events, never a blind sleep) until `condition` holds."""
-        changed = asyncio.Event()
-
-        def on_event(_e: SessionEvent) -> None:
-            changed.set()
-
-        unsubscribe = self.session.subscribe(on_event)
-        try:
-            async with asyncio.timeout(timeout):
-                while not condition():
-                    changed.clear()
-                    await changed.wait()
-        finally:
-            unsubscribe()
+        await until(self.session, condition, timeout)
 
     @property
     def sid(self) -> str:

@@ -22,8 +22,9 @@ from devices.plx.driver import plx_spec
 from devices.plx.parser import parse_plx_continuous
 from kapmonitor.clock import SystemClock
 from kapmonitor.measurements import DeviceState, Param
-from kapmonitor.session import Session, SessionEvent
+from kapmonitor.session import Session
 from kapmonitor.storage import Recorder, open_database, queries
+from tests.session_wait import until
 from ui.main_window import MainWindow
 
 #: scenario seconds per wall second: the emulator notifies every 1/SPEED s
@@ -42,19 +43,7 @@ class Rig:
 
     async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait (on session events, never a blind sleep) until `condition` holds."""
-        changed = asyncio.Event()
-
-        def on_event(_e: SessionEvent) -> None:
-            changed.set()
-
-        unsubscribe = self.session.subscribe(on_event)
-        try:
-            async with asyncio.timeout(timeout):
-                while not condition():
-                    changed.clear()
-                    await changed.wait()
-        finally:
-            unsubscribe()
+        await until(self.session, condition, timeout)
 
 
 @pytest_asyncio.fixture
