@@ -433,13 +433,11 @@ def test_discharge_records_round_trip(db: Database) -> None:
     )
 
 
-def test_rems_form_from_the_stored_session(db: Database) -> None:
-    clock = FakeClock()
-    rec, log = started(db, clock)
-    assert rems_for_session(log, clock) is None  # no details
-    wf = SessionWorkflow(details(), clock)
-    log.save_details(details())
-    assert rems_for_session(log, clock) is None  # no device yet
+def _baseline_then_two_devices(
+    rec: Recorder, log: SessionLog, wf: SessionWorkflow, clock: FakeClock
+) -> float:
+    """Baseline with a 132/84 reading after a minute, dosing, a device a minute later and another
+    5 min after it; returns the wall time of the first device."""
     log.write(wf.start_baseline("dr"))
     clock.advance(60)
     before = BloodPressure(132, 84, None, 60, clock.monotonic(), clock.wall(), "cuff")
@@ -451,6 +449,17 @@ def test_rems_form_from_the_stored_session(db: Database) -> None:
     log.write(wf.log_device("dr"))
     clock.advance(5 * MIN)
     log.write(wf.log_device("dr"))
+    return first_wall
+
+
+def test_rems_form_from_the_stored_session(db: Database) -> None:
+    clock = FakeClock()
+    rec, log = started(db, clock)
+    assert rems_for_session(log, clock) is None  # no details
+    wf = SessionWorkflow(details(), clock)
+    log.save_details(details())
+    assert rems_for_session(log, clock) is None  # no device yet
+    first_wall = _baseline_then_two_devices(rec, log, wf, clock)
     clock.advance(36 * MIN)  # 41 min after the first device
     rec.add_blood_pressure(BloodPressure(150, 92, None, 70, clock.monotonic(), clock.wall(), "cuff"))
     log.add_observation(press("moaas", clock), "dr", scale=ScaleScore.moaas(3))
@@ -590,17 +599,7 @@ def test_the_rems_form_follows_the_monotonic_clock_through_a_wall_step_and_a_res
     sid = log.session_id
     wf = SessionWorkflow(details(), clock)
     log.save_details(details())
-    log.write(wf.start_baseline("dr"))
-    clock.advance(60)
-    before = BloodPressure(132, 84, None, 60, clock.monotonic(), clock.wall(), "cuff")
-    rec.add_blood_pressure(before)
-    log.write(wf.record_baseline(before, "dr"))
-    log.write(wf.start_dosing("dr"))
-    clock.advance(60)
-    first_wall = clock.wall()
-    log.write(wf.log_device("dr"))
-    clock.advance(5 * MIN)
-    log.write(wf.log_device("dr"))
+    first_wall = _baseline_then_two_devices(rec, log, wf, clock)
     clock.advance(17 * MIN)
     clock.jump_wall(-3600.0)  # the wall clock now reads 38 min before the first device
     clock.advance(19 * MIN)  # 41 min after the first device
